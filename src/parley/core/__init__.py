@@ -1,0 +1,1 @@
+"""Pure logic: request rules, the neutral event stream, SSE rendering, ids."""

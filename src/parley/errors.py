@@ -1,0 +1,104 @@
+"""The APIError tree: one class per Anthropic error type (api-spec §12).
+
+Code raises these; `parley.server.errors` renders the envelope in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class APIError(Exception):
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "api_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = dict(headers or {})
+        # api-version-2026-10-21 §19.8: optional `error.details` (e.g. error_code).
+        self.details = details
+
+    def to_error_object(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": self.type, "message": self.message}
+        if self.details is not None:
+            body["details"] = self.details
+        return body
+
+
+class InvalidRequestError(APIError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class AuthenticationError(APIError):
+    status = 401
+    type = "authentication_error"
+
+
+class BillingError(APIError):
+    status = 402
+    type = "billing_error"
+
+
+class PermissionDeniedError(APIError):
+    status = 403
+    type = "permission_error"
+
+
+class NotFoundError(APIError):
+    status = 404
+    type = "not_found_error"
+
+
+class MethodNotAllowedError(APIError):
+    status = 405
+    type = "invalid_request_error"
+
+
+class RequestTooLargeError(APIError):
+    status = 413
+    type = "request_too_large"
+
+
+class RateLimitError(APIError):
+    status = 429
+    type = "rate_limit_error"
+
+
+class InternalServerError(APIError):
+    status = 500
+    type = "api_error"
+
+
+class GatewayTimeoutError(APIError):
+    status = 504
+    type = "timeout_error"
+
+
+class OverloadedError(APIError):
+    status = 529
+    type = "overloaded_error"
+
+
+ERROR_CLASSES_BY_TYPE: dict[str, type[APIError]] = {
+    cls.type: cls
+    for cls in (
+        InvalidRequestError,
+        AuthenticationError,
+        BillingError,
+        PermissionDeniedError,
+        NotFoundError,
+        RequestTooLargeError,
+        RateLimitError,
+        InternalServerError,
+        GatewayTimeoutError,
+        OverloadedError,
+    )
+}

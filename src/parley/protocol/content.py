@@ -1,0 +1,106 @@
+"""Input content blocks (api-spec §5.3)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CacheControl(Strict):
+    type: Literal["ephemeral"]
+    ttl: Literal["5m", "1h"] | None = None
+
+
+class TextBlockParam(Strict):
+    type: Literal["text"]
+    text: str
+    cache_control: CacheControl | None = None
+    citations: list[dict[str, Any]] | None = None
+
+
+class Base64ImageSource(Strict):
+    type: Literal["base64"]
+    media_type: Literal["image/jpeg", "image/png", "image/gif", "image/webp"]
+    data: str
+
+
+class URLImageSource(Strict):
+    type: Literal["url"]
+    url: str
+
+
+class FileImageSource(Strict):
+    type: Literal["file"]
+    file_id: str
+
+
+ImageSource = Annotated[
+    Base64ImageSource | URLImageSource | FileImageSource, Field(discriminator="type")
+]
+
+
+class ImageBlockParam(Strict):
+    type: Literal["image"]
+    source: ImageSource
+    cache_control: CacheControl | None = None
+
+
+class DocumentBlockParam(Strict):
+    type: Literal["document"]
+    source: dict[str, Any]
+    title: str | None = None
+    context: str | None = None
+    citations: dict[str, Any] | None = None
+    cache_control: CacheControl | None = None
+
+
+class ToolUseBlockParam(Strict):
+    type: Literal["tool_use"]
+    id: str
+    name: str
+    input: dict[str, Any]
+    cache_control: CacheControl | None = None
+    caller: dict[str, Any] | None = None
+    toolset_name: str | None = None
+
+
+ToolResultContentBlock = Annotated[
+    TextBlockParam | ImageBlockParam | DocumentBlockParam, Field(discriminator="type")
+]
+
+
+class ToolResultBlockParam(Strict):
+    type: Literal["tool_result"]
+    tool_use_id: str
+    content: str | list[ToolResultContentBlock] | None = None
+    is_error: bool | None = None
+    cache_control: CacheControl | None = None
+    toolset_name: str | None = None
+
+
+class ThinkingBlockParam(Strict):
+    type: Literal["thinking"]
+    thinking: str
+    signature: str
+
+
+class RedactedThinkingBlockParam(Strict):
+    type: Literal["redacted_thinking"]
+    data: str
+
+
+ContentBlockParam = Annotated[
+    TextBlockParam
+    | ImageBlockParam
+    | DocumentBlockParam
+    | ToolUseBlockParam
+    | ToolResultBlockParam
+    | ThinkingBlockParam
+    | RedactedThinkingBlockParam,
+    Field(discriminator="type"),
+]

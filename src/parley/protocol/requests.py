@@ -1,0 +1,120 @@
+"""Request bodies: `POST /v1/messages` and `POST /v1/messages/count_tokens` (api-spec §5, §8)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from parley.protocol.content import CacheControl, ContentBlockParam, Strict, TextBlockParam
+
+# A string is shorthand for one text block (api-spec §5.2).
+MessageContent = str | list[ContentBlockParam]
+SystemContent = str | list[TextBlockParam]
+
+
+class MessageParam(Strict):
+    # Role "system" is the newer mid-conversation system message (api-version §19.4).
+    role: Literal["user", "assistant", "system"]
+    content: MessageContent
+
+
+class Metadata(Strict):
+    user_id: str | None = None
+
+
+class ToolInputSchema(Strict):
+    model_config = Strict.model_config | {"extra": "allow"}
+    type: Literal["object"]
+    properties: dict[str, Any] | None = None
+    required: list[str] | None = None
+
+
+class CustomTool(Strict):
+    type: Literal["custom"] | None = None
+    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,128}$")]
+    description: str | None = None
+    input_schema: ToolInputSchema
+    cache_control: CacheControl | None = None
+    strict: bool | None = None
+
+
+class ToolChoiceAuto(Strict):
+    type: Literal["auto"]
+    disable_parallel_tool_use: bool | None = None
+
+
+class ToolChoiceAny(Strict):
+    type: Literal["any"]
+    disable_parallel_tool_use: bool | None = None
+
+
+class ToolChoiceTool(Strict):
+    type: Literal["tool"]
+    name: str
+    disable_parallel_tool_use: bool | None = None
+
+
+class ToolChoiceNone(Strict):
+    type: Literal["none"]
+
+
+ToolChoice = Annotated[
+    ToolChoiceAuto | ToolChoiceAny | ToolChoiceTool | ToolChoiceNone,
+    Field(discriminator="type"),
+]
+
+
+class ThinkingEnabled(Strict):
+    type: Literal["enabled"]
+    budget_tokens: Annotated[int, Field(ge=1024)]
+    display: Literal["summarized", "omitted"] | None = None
+
+
+class ThinkingDisabled(Strict):
+    type: Literal["disabled"]
+
+
+class ThinkingAdaptive(Strict):
+    type: Literal["adaptive"]
+    display: Literal["summarized", "omitted"] | None = None
+
+
+ThinkingConfig = Annotated[
+    ThinkingEnabled | ThinkingDisabled | ThinkingAdaptive, Field(discriminator="type")
+]
+
+
+class _PromptParams(Strict):
+    model: Annotated[str, Field(min_length=1)]
+    messages: list[MessageParam]
+    system: SystemContent | None = None
+    tools: list[CustomTool] | None = None
+    tool_choice: ToolChoice | None = None
+    thinking: ThinkingConfig | None = None
+    # Newer optional fields (api-spec §5.1, api-version §19.4): accepted, not acted on.
+    cache_control: CacheControl | None = None
+    output_config: dict[str, Any] | None = None
+    speed: Literal["standard", "fast"] | None = None
+    diagnostics: dict[str, Any] | None = None
+
+
+class MessageCreateParams(_PromptParams):
+    max_tokens: Annotated[int, Field(ge=0)]
+    metadata: Metadata | None = None
+    stop_sequences: list[str] | None = None
+    stream: bool | None = None
+    temperature: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    top_p: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    top_k: Annotated[int, Field(ge=0)] | None = None
+    service_tier: Literal["auto", "standard_only"] | None = None
+    container: str | dict[str, Any] | None = None
+    inference_geo: str | None = None
+
+
+class CountTokensParams(_PromptParams):
+    pass
+
+
+# api-version-2026-10-21 §19.4: these are refused under the new version.
+SAMPLING_FIELDS = ("temperature", "top_p", "top_k")

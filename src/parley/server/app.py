@@ -1,0 +1,53 @@
+"""The ASGI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from parley.errors import APIError
+from parley.server.errors import handle_api_error, handle_http_exception, handle_unexpected
+from parley.server.middleware import EdgeMiddleware
+from parley.server.routes import messages, models
+from parley.services import Services
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/v1/messages", messages.create_message, methods=["POST"]),
+        Route("/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
+        Route("/v1/models", models.list_models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", models.get_model, methods=["GET"]),
+    ]
+
+
+def create_app(svc: Services, *, manage_services: bool = True) -> ASGIApp:
+    """Build the app. With `manage_services`, the app's lifespan starts and stops
+    `svc`; tests that start the services themselves pass False."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if manage_services:
+            await svc.start()
+        try:
+            yield
+        finally:
+            if manage_services:
+                await svc.aclose()
+
+    app = Starlette(
+        routes=routes(),
+        lifespan=lifespan,
+        exception_handlers={
+            APIError: handle_api_error,
+            HTTPException: handle_http_exception,
+            Exception: handle_unexpected,
+        },
+    )
+    app.state.services = svc
+    return EdgeMiddleware(app, svc)

@@ -1,0 +1,55 @@
+"""The one place where errors become the wire envelope (api-spec §12)."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from parley.errors import (
+    APIError,
+    InternalServerError,
+    InvalidRequestError,
+    MethodNotAllowedError,
+    NotFoundError,
+    RequestTooLargeError,
+)
+
+log = logging.getLogger(__name__)
+
+
+def error_response(error: APIError, request_id: str | None) -> JSONResponse:
+    if isinstance(error, RequestTooLargeError):
+        # The edge-generated 413 has no top-level `type` and no request_id (§12).
+        body: dict[str, object] = {"error": error.to_error_object()}
+    else:
+        body = {"type": "error", "error": error.to_error_object(), "request_id": request_id}
+    return JSONResponse(body, status_code=error.status, headers=error.headers)
+
+
+def _request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+async def handle_api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, APIError)
+    return error_response(exc, _request_id(request))
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    error: APIError
+    if exc.status_code == 404:
+        error = NotFoundError("Not found")
+    elif exc.status_code == 405:
+        error = MethodNotAllowedError(f"Method {request.method} not allowed for {request.url.path}")
+    else:
+        error = InvalidRequestError(str(exc.detail))
+    return error_response(error, _request_id(request))
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(InternalServerError("Internal server error"), _request_id(request))

@@ -1,0 +1,67 @@
+"""Outermost ASGI layer: request ids and common headers on every response, and the
+body size limit checked before the body is read (api-spec §4, §12)."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from parley.core.ids import request_id
+from parley.services import Services
+
+
+class EdgeMiddleware:
+    def __init__(self, app: ASGIApp, svc: Services) -> None:
+        self.app = app
+        self.svc = svc  # the organization id is known only once the services start
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = request_id()
+        scope.setdefault("state", {})["request_id"] = rid
+        extra = [
+            (b"request-id", rid.encode()),
+            (b"anthropic-organization-id", self.svc.organization_id.encode()),
+        ]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + extra
+            await send(message)
+
+        length = _content_length(scope)
+        if length is not None and length > self.svc.settings.max_body_bytes:
+            await _too_large(send_with_headers)
+            return
+        await self.app(scope, receive, send_with_headers)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _too_large(send: Send) -> None:
+    body = json.dumps(
+        {"error": {"type": "request_too_large", "message": "Request exceeds the maximum size"}}
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,62 @@
+"""POST /v1/messages and POST /v1/messages/count_tokens (api-spec §5, §6, §8)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from parley.core.bodies import parse_params
+from parley.core.conversation import counting_request
+from parley.core.messages import collect_message, message_events, prepare_message
+from parley.core.sse import error_frame, event_frame, with_pings
+from parley.errors import APIError, InternalServerError
+from parley.protocol.requests import CountTokensParams, MessageCreateParams
+from parley.protocol.responses import TokenCount
+from parley.protocol.stream import StreamEvent
+from parley.server.requests import authenticate, read_body, services, unless_disconnected
+
+log = logging.getLogger(__name__)
+
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+async def create_message(request: Request) -> Response:
+    _, version = await authenticate(request)
+    params = parse_params(await read_body(request), MessageCreateParams, version)
+    svc = services(request)
+    entry = svc.registry.resolve(params.model)
+    prepared = await prepare_message(entry.engine, params, entry.max_output_tokens)
+    events = message_events(entry.engine, prepared)
+    if params.stream:
+        # Stream or not is decided by the body alone; the SDKs send
+        # `Accept: application/json` either way (api-spec §1).
+        return StreamingResponse(
+            _sse(with_pings(events, svc.settings.ping_interval)),
+            media_type="text/event-stream; charset=utf-8",
+            headers=SSE_HEADERS,
+        )
+    message = await unless_disconnected(request, collect_message(events))
+    return JSONResponse(message.model_dump(mode="json"))
+
+
+async def _sse(events: AsyncIterator[StreamEvent]) -> AsyncIterator[bytes]:
+    try:
+        async for event in events:
+            yield event_frame(event)
+    except APIError as exc:
+        # After the 200, failures travel as an `error` event and the stream ends (§6.4).
+        yield error_frame(exc)
+    except Exception:
+        log.exception("stream failed")
+        yield error_frame(InternalServerError("Internal server error"))
+
+
+async def count_tokens(request: Request) -> Response:
+    _, version = await authenticate(request)
+    params = parse_params(await read_body(request), CountTokensParams, version)
+    entry = services(request).registry.resolve(params.model)
+    count = await entry.engine.count_tokens(counting_request(params))
+    return JSONResponse(TokenCount(input_tokens=count).model_dump())
