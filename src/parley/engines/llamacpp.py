@@ -219,6 +219,11 @@ def _decode(
     llm.set_seed(sampling.seed if sampling.seed is not None else secrets.randbits(31))
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     vocab = llm._model.vocab
+    if sampling.greedy:
+        # Reusing a cached KV prefix evaluates only the prompt's tail, in batches of
+        # another shape, and the float results differ enough to flip greedy choices.
+        # temperature 0 must be repeatable, so it always evaluates the whole prompt.
+        llm.reset()
     produced = 0
     try:
         for token in llm.generate(
@@ -232,9 +237,10 @@ def _decode(
             repeat_penalty=1.0,
         ):
             if cancelled.is_set():
+                log.info("generation cancelled after %d tokens; slot free", produced)
                 return
             produced += 1
-            if llama_cpp.llama_token_is_eog(vocab, token):
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
                 emit(Finished("end_turn", produced))
                 return
             text = decoder.decode(llm.detokenize([token]))

@@ -35,8 +35,6 @@ class Usage(BaseModel):
 class TextBlock(BaseModel):
     type: Literal["text"] = "text"
     text: str
-    # The real API sends `citations: null` on plain text blocks; keep the null.
-    citations: list[dict[str, Any]] | None = None
 
 
 class ToolUseBlock(BaseModel):

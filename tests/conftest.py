@@ -1,0 +1,95 @@
+"""Shared fixtures: the app in-process with the scripted engine, and real server processes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from parley.config import ModelConfig, Settings, load_settings
+from parley.server.app import create_app
+from parley.services import Services
+from tests.serverproc import ParleyProcess
+
+SCRIPTED_MODEL = "scripted-1"
+
+
+def scripted_settings(data_dir: Path, **overrides: object) -> Settings:
+    models = [
+        ModelConfig(
+            id=SCRIPTED_MODEL,
+            aliases=["scripted"],
+            engine="scripted",
+            display_name="Scripted",
+            context_window=2048,
+            max_output_tokens=1024,
+            slots=1,
+        )
+    ]
+    values: dict[str, object] = {"data_dir": data_dir, "models": models, "queue_size": 2}
+    values.update(overrides)
+    return load_settings(None, **values)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return scripted_settings(tmp_path / "data")
+
+
+@pytest.fixture
+async def services(settings: Settings) -> AsyncIterator[Services]:
+    svc = Services.from_settings(settings)
+    await svc.start()
+    try:
+        yield svc
+    finally:
+        await svc.aclose()
+
+
+@pytest.fixture
+async def api_key(services: Services) -> str:
+    return (await services.key_store.create("test")).secret
+
+
+@pytest.fixture
+async def client(services: Services, api_key: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for the app in-process, authenticated like the 0.x SDKs."""
+    transport = httpx.ASGITransport(app=create_app(services, manage_services=False))
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://parley.test",
+        headers={"x-api-key": api_key, "anthropic-version": "2023-06-01"},
+    ) as http:
+        yield http
+
+
+SCRIPTED_CONFIG = f"""
+[[models]]
+id = "{SCRIPTED_MODEL}"
+aliases = ["scripted"]
+engine = "scripted"
+context_window = 2048
+max_output_tokens = 1024
+slots = 2
+token_delay = 0.01
+"""
+
+
+@pytest.fixture(scope="session")
+def scripted_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyProcess]:
+    """A real `parley serve` process on the scripted engine (fast)."""
+    server = ParleyProcess(tmp_path_factory.mktemp("scripted"), config=SCRIPTED_CONFIG)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyProcess]:
+    """A real `parley serve` process on the embedded SmolLM2 model (default config)."""
+    server = ParleyProcess(tmp_path_factory.mktemp("model"))
+    server.start()
+    yield server
+    server.stop()
