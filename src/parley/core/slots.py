@@ -37,9 +37,11 @@ class SlotPool(Generic[T]):
             raise OverloadedError("Overloaded")
 
     async def acquire(self) -> T:
+        # No admit() here: the request was admitted before its response started, and a
+        # stream that already sent its 200 must not fail with overloaded (api-spec §6.4).
+        # Requests admitted together may briefly take the queue past `max_waiting`.
         if self._free and not self._waiters:
             return self._free.popleft()
-        self.admit()
         waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
@@ -47,7 +49,7 @@ class SlotPool(Generic[T]):
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.release(waiter.result())  # handed a slot just as we were cancelled
-            else:
+            elif waiter in self._waiters:  # release() may have dropped it already
                 self._waiters.remove(waiter)
             raise
 

@@ -97,6 +97,9 @@ class _PromptParams(Strict):
     output_config: dict[str, Any] | None = None
     speed: Literal["standard", "fast"] | None = None
     diagnostics: dict[str, Any] | None = None
+    # Beta `context-management-2025-06-27` (sent by Claude Code): edits that trim
+    # earlier context; nothing to trim on a stateless engine, so accepted as a no-op.
+    context_management: dict[str, Any] | None = None
 
 
 class MessageCreateParams(_PromptParams):

@@ -7,18 +7,25 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from parley.errors import APIError
-from parley.server.errors import handle_api_error, handle_http_exception, handle_unexpected
+from parley.server.errors import (
+    handle_api_error,
+    handle_client_disconnect,
+    handle_http_exception,
+    handle_unexpected,
+)
 from parley.server.middleware import EdgeMiddleware
-from parley.server.routes import messages, models
+from parley.server.routes import messages, models, root
 from parley.services import Services
 
 
 def routes() -> list[Route]:
     return [
+        Route("/", root.root, methods=["GET", "HEAD"]),
         Route("/v1/messages", messages.create_message, methods=["POST"]),
         Route("/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
         Route("/v1/models", models.list_models, methods=["GET"]),
@@ -46,6 +53,7 @@ def create_app(svc: Services, *, manage_services: bool = True) -> ASGIApp:
         exception_handlers={
             APIError: handle_api_error,
             HTTPException: handle_http_exception,
+            ClientDisconnect: handle_client_disconnect,
             Exception: handle_unexpected,
         },
     )

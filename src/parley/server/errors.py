@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from parley.errors import (
@@ -48,6 +48,14 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     else:
         error = InvalidRequestError(str(exc.detail))
     return error_response(error, _request_id(request))
+
+
+async def handle_client_disconnect(request: Request, exc: Exception) -> Response:
+    # The client went away (e.g. an SDK timeout) and its work was cancelled: routine,
+    # not a server error. Nobody reads this response; 499 marks it in access logs.
+    assert isinstance(exc, ClientDisconnect)
+    log.info("client disconnected on %s %s", request.method, request.url.path)
+    return Response(status_code=499)
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:

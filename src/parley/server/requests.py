@@ -40,7 +40,10 @@ async def authenticate(request: Request) -> tuple[ApiKey, APIVersion]:
     key = await services(request).key_store.find_active(secret)
     if key is None:
         raise AuthenticationError("invalid x-api-key")
-    version = parse_version(request.headers.get("anthropic-version"))
+    # A repeated header is one comma-joined value, as the real API's edge sees it, and so
+    # fails like `"2023-06-01, 2023-06-01"` does (api-spec §3).
+    versions = request.headers.getlist("anthropic-version")
+    version = parse_version(", ".join(versions) if versions else None)
     return key, version
 
 
