@@ -16,6 +16,16 @@ from tests.serverproc import ParleyProcess
 SCRIPTED_MODEL = "scripted-1"
 
 
+@pytest.fixture(autouse=True)
+def _no_ambient_anthropic_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SDK clients in tests get their base URL and key explicitly; a developer's own
+    ANTHROPIC_* variables must not leak in (the newest SDK refuses two credentials)."""
+    import os
+
+    for name in [n for n in os.environ if n.startswith("ANTHROPIC_")]:
+        monkeypatch.delenv(name)
+
+
 def scripted_settings(data_dir: Path, **overrides: object) -> Settings:
     models = [
         ModelConfig(

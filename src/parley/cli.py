@@ -62,7 +62,11 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, config: Pat
     _setup_logging(settings.log_level)
     from parley.server.serve import run
 
-    asyncio.run(run(settings))
+    try:
+        asyncio.run(run(settings))
+    except KeyboardInterrupt:
+        # uvicorn shut down gracefully, then re-raised the signal: a normal stop.
+        log.info("Parley stopped")
 
 
 @main.group()
