@@ -77,12 +77,14 @@ def bench_bare(path: Path, request: GenerationRequest, threads: int, repeats: in
         str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False
     )
     print(f"bare: n_ctx={n_ctx} prompt={len(prompt)} tokens", flush=True)
-    eog = llm._model.vocab
+    model_vocab = llm._model.vocab
     runs = []
     try:
-        # The same Llama object is reused across repeats, as a Parley slot is: from the
-        # second repeat on, llama-cpp-python reuses the cached prompt prefix in both paths.
         for _ in range(repeats):
+            # Parley resets the slot before a temperature-0 request (engines/llamacpp.py
+            # `_decode`), so each run evaluates the whole prompt instead of reusing the KV
+            # prefix cached by the previous run; do the same here.
+            llm.reset()  # type: ignore[no-untyped-call]
             tokens: list[int] = []
             start = time.perf_counter()
             first = start
@@ -101,7 +103,7 @@ def bench_bare(path: Path, request: GenerationRequest, threads: int, repeats: in
             # Text up to the first end-of-generation token: what Parley should send.
             shown = []
             for token in tokens:
-                if llama_cpp.llama_token_is_eog(eog, token):
+                if llama_cpp.llama_vocab_is_eog(model_vocab, token):
                     break
                 shown.append(token)
             runs.append(
