@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 NODE_DIR := tests/e2e/node
+CLAUDE_CODE_DIR := tests/e2e/claude_code
 SDK0_DIR := .sdk/anthropic0
 
 # llama-cpp-python is only published as source; pip compiles llama.cpp (4-8 min).
@@ -17,7 +18,8 @@ SDK0_VERSION := 0.121.0
 
 .PHONY: install run test test-fast lint typecheck check bench system-deps clean
 
-install: $(VENV)/.installed $(NODE_DIR)/node_modules/.installed $(SDK0_DIR)/.installed
+install: $(VENV)/.installed $(SDK0_DIR)/.installed \
+  $(NODE_DIR)/node_modules/.installed $(CLAUDE_CODE_DIR)/node_modules/.installed
 
 # Compilers for llama.cpp; present on these machines, installed with apt-get if not.
 system-deps:
@@ -49,6 +51,11 @@ $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/packag
 	cd $(NODE_DIR) && npm ci --no-audit --no-fund
 	touch $@
 
+$(CLAUDE_CODE_DIR)/node_modules/.installed: $(CLAUDE_CODE_DIR)/package.json \
+  $(CLAUDE_CODE_DIR)/package-lock.json
+	cd $(CLAUDE_CODE_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
 run: install
 	$(BIN)/parley serve
 
@@ -65,4 +72,4 @@ bench: install
 	$(BIN)/python bench/decode.py
 
 clean:
-	rm -rf $(VENV) .sdk $(NODE_DIR)/node_modules
+	rm -rf $(VENV) .sdk $(NODE_DIR)/node_modules $(CLAUDE_CODE_DIR)/node_modules
