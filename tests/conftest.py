@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -63,15 +64,34 @@ async def api_key(services: Services) -> str:
     return (await services.key_store.create("test")).secret
 
 
+def old_sdk_headers(api_key: str) -> dict[str, str]:
+    """How the 0.x SDKs authenticate: x-api-key and version 2023-06-01."""
+    return {"x-api-key": api_key, "anthropic-version": "2023-06-01"}
+
+
+def asgi_client(svc: Services, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
+    """An HTTP client for the app in-process (no sockets)."""
+    transport = httpx.ASGITransport(app=create_app(svc, manage_services=False))
+    return httpx.AsyncClient(transport=transport, base_url="http://parley.test", headers=headers)
+
+
+@asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[tuple[Services, httpx.AsyncClient]]:
+    """Started services for `settings`, a key, and a client that uses it."""
+    svc = Services.from_settings(settings)
+    await svc.start()
+    try:
+        key = (await svc.key_store.create("test")).secret
+        async with asgi_client(svc, old_sdk_headers(key)) as http:
+            yield svc, http
+    finally:
+        await svc.aclose()
+
+
 @pytest.fixture
 async def client(services: Services, api_key: str) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client for the app in-process, authenticated like the 0.x SDKs."""
-    transport = httpx.ASGITransport(app=create_app(services, manage_services=False))
-    async with httpx.AsyncClient(
-        transport=transport,
-        base_url="http://parley.test",
-        headers={"x-api-key": api_key, "anthropic-version": "2023-06-01"},
-    ) as http:
+    async with asgi_client(services, old_sdk_headers(api_key)) as http:
         yield http
 
 

@@ -9,9 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from parley.server.app import create_app
 from parley.services import Services
-from tests.conftest import SCRIPTED_MODEL
+from tests.conftest import SCRIPTED_MODEL, asgi_client
 
 BODY: dict[str, Any] = {
     "model": SCRIPTED_MODEL,
@@ -23,8 +22,7 @@ BODY: dict[str, Any] = {
 @pytest.fixture
 async def bare(services: Services) -> AsyncIterator[httpx.AsyncClient]:
     """A client that sends no auth or version headers unless a test adds them."""
-    transport = httpx.ASGITransport(app=create_app(services, manage_services=False))
-    async with httpx.AsyncClient(transport=transport, base_url="http://parley.test") as http:
+    async with asgi_client(services) as http:
         yield http
 
 

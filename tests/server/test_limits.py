@@ -15,9 +15,8 @@ import pytest
 from parley.config import ModelConfig
 from parley.core.slots import SlotPool
 from parley.engines.scripted import ScriptedEngine
-from parley.server.app import create_app
 from parley.services import Services
-from tests.conftest import SCRIPTED_MODEL, scripted_settings
+from tests.conftest import SCRIPTED_MODEL, running_app, scripted_settings
 
 TOO_LARGE = {"error": {"type": "request_too_large", "message": "Request exceeds the maximum size"}}
 
@@ -32,28 +31,9 @@ def params(prompt: str = "say: ok", **overrides: Any) -> dict[str, Any]:
     return body
 
 
-@asynccontextmanager
-async def app_client(
-    data_dir: Path, **overrides: object
-) -> AsyncIterator[tuple[Services, httpx.AsyncClient]]:
-    svc = Services.from_settings(scripted_settings(data_dir, **overrides))
-    await svc.start()
-    try:
-        key = (await svc.key_store.create("limits")).secret
-        transport = httpx.ASGITransport(app=create_app(svc, manage_services=False))
-        async with httpx.AsyncClient(
-            transport=transport,
-            base_url="http://parley.test",
-            headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
-        ) as http:
-            yield svc, http
-    finally:
-        await svc.aclose()
-
-
 @pytest.fixture
 async def small_client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async with app_client(tmp_path / "small", max_body_bytes=1000) as (_, http):
+    async with running_app(scripted_settings(tmp_path / "small", max_body_bytes=1000)) as (_, http):
         yield http
 
 
@@ -223,7 +203,8 @@ async def test_concurrent_requests_beyond_the_queue(tmp_path: Path) -> None:
         slots=1,
         token_delay=0.02,
     )
-    async with app_client(tmp_path / "slow", models=[slow], queue_size=2) as (svc, http):
+    settings = scripted_settings(tmp_path / "slow", models=[slow], queue_size=2)
+    async with running_app(settings) as (svc, http):
         pool = pool_of(svc)
 
         def send(prompt: str) -> asyncio.Task[httpx.Response]:

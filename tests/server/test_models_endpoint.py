@@ -10,9 +10,7 @@ import httpx
 import pytest
 
 from parley.config import ModelConfig
-from parley.server.app import create_app
-from parley.services import Services
-from tests.conftest import SCRIPTED_MODEL, scripted_settings
+from tests.conftest import SCRIPTED_MODEL, running_app, scripted_settings
 
 # Five models, created on different days; the listing is newest first (§9).
 NEWEST_FIRST = ["m-epsilon", "m-delta", "m-gamma", "m-beta", "m-alpha"]
@@ -38,19 +36,9 @@ def many_models() -> list[ModelConfig]:
 
 @pytest.fixture
 async def catalogue(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    svc = Services.from_settings(scripted_settings(tmp_path / "many", models=many_models()))
-    await svc.start()
-    try:
-        key = (await svc.key_store.create("models")).secret
-        transport = httpx.ASGITransport(app=create_app(svc, manage_services=False))
-        async with httpx.AsyncClient(
-            transport=transport,
-            base_url="http://parley.test",
-            headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
-        ) as http:
-            yield http
-    finally:
-        await svc.aclose()
+    settings = scripted_settings(tmp_path / "many", models=many_models())
+    async with running_app(settings) as (_, http):
+        yield http
 
 
 async def get_page(http: httpx.AsyncClient, **query: Any) -> dict[str, Any]:

@@ -9,9 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from parley.server.app import create_app
 from parley.services import Services
-from tests.conftest import SCRIPTED_MODEL
+from tests.conftest import SCRIPTED_MODEL, asgi_client
 
 
 def params(**overrides: Any) -> dict[str, Any]:
@@ -321,12 +320,7 @@ async def test_sampling_fields_refused_under_2026(
 @pytest.fixture
 async def new_sdk_client(services: Services, api_key: str) -> AsyncIterator[httpx.AsyncClient]:
     """Authenticated like the 2.x SDKs: Bearer only, version 2026-10-21 (api-version §19.3)."""
-    transport = httpx.ASGITransport(app=create_app(services, manage_services=False))
-    async with httpx.AsyncClient(
-        transport=transport,
-        base_url="http://parley.test",
-        headers={"authorization": f"Bearer {api_key}", **V2026},
-    ) as http:
+    async with asgi_client(services, {"authorization": f"Bearer {api_key}", **V2026}) as http:
         yield http
 
 
