@@ -87,13 +87,14 @@ def keys_create(
     settings = _settings(config, data_dir=data_dir)
 
     async def create() -> str:
+        from parley.store.database import open_database
         from parley.store.keys import KeyStore
 
-        store = await KeyStore.open_sqlite(settings.data_dir)
+        database = await open_database(settings.database)
         try:
-            created = await store.create(name, tier=tier, admin=admin)
+            created = await KeyStore(database).create(name, tier=tier, admin=admin)
         finally:
-            await store.aclose()
+            await database.dispose()
         click.echo(
             f"Created key {created.key.id} ({name}); the secret is shown only once:", err=True
         )

@@ -47,6 +47,33 @@ class ModelConfig(BaseModel):
     token_delay: float = 0.0
 
 
+class Limits(BaseModel):
+    """Per-minute limits; a bucket of each size refills continuously (api-spec §15)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests_per_minute: int = Field(default=4000, ge=1)
+    input_tokens_per_minute: int = Field(default=2_000_000, ge=1)
+    output_tokens_per_minute: int = Field(default=400_000, ge=1)
+
+
+class Tier(Limits):
+    """A key's tier: default limits for each model, per-model overrides, a budget."""
+
+    # Tokens (input + output) a key may use per calendar month (UTC); None: no budget.
+    monthly_token_budget: int | None = Field(default=None, ge=0)
+    # count_tokens has its own request limit, independent of messages (api-spec §8).
+    count_tokens_requests_per_minute: int = Field(default=8000, ge=1)
+    models: dict[str, Limits] = Field(default_factory=dict)
+
+    def limits_for(self, model_id: str) -> Limits:
+        return self.models.get(model_id, self)
+
+
+def default_tiers() -> dict[str, Tier]:
+    return {"default": Tier()}
+
+
 def default_models() -> list[ModelConfig]:
     return [
         ModelConfig(
@@ -76,6 +103,14 @@ class Settings(BaseSettings):
     # api-spec §6.2: pings while a stream is idle (real API: about every 5 s).
     ping_interval: float = 5.0
     log_level: str = "info"
+    # Keys, usage (and later batches): SQLite in the data dir unless a URL is given,
+    # e.g. postgresql://user@127.0.0.1:5432/parley.
+    database_url: str | None = None
+    # Rate-limit buckets: in-process unless a Redis URL is given; replicas sharing
+    # one Redis enforce one limit.
+    redis_url: str | None = None
+    redis_prefix: str = "parley"
+    tiers: dict[str, Tier] = Field(default_factory=default_tiers)
 
     @classmethod
     def settings_customise_sources(
@@ -96,8 +131,11 @@ class Settings(BaseSettings):
         return f"http://{host}:{self.port}"
 
     @property
-    def database_url(self) -> str:
-        return f"sqlite+aiosqlite:///{self.data_dir / 'parley.db'}"
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'parley.db'}"
+
+    def tier(self, name: str) -> Tier:
+        return self.tiers.get(name) or self.tiers.get("default") or Tier()
 
     def effective_models(self) -> list[ModelConfig]:
         if self.engine is None:

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from parley.config import Settings
+from parley.core.generation import Meter
 from parley.engines.registry import ModelRegistry
-from parley.store.keys import KeyStore
+from parley.ratelimit.backends import BucketBackend, MemoryBackend, RedisBackend
+from parley.ratelimit.limiter import Admission, Clock, RateLimiter
+from parley.store.database import open_database
+from parley.store.keys import ApiKey, KeyStore
+from parley.store.usage import UsageRecord, UsageStore
+
+log = logging.getLogger(__name__)
+
+# last_used_at is written at most this often per key (seconds), not on every request.
+_TOUCH_INTERVAL = 60.0
 
 
 def _organization_id(settings: Settings) -> str:
@@ -23,26 +41,104 @@ def _organization_id(settings: Settings) -> str:
 class Services:
     settings: Settings
     registry: ModelRegistry
+    clock: Clock = time.time
+    organization_id: str = ""
+    database: AsyncEngine | None = None
     keys: KeyStore | None = None
-    organization_id: str = field(default="")
+    usage: UsageStore | None = None
+    limiter: RateLimiter | None = None
+    _buckets: BucketBackend | None = None
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _touched: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Services:
-        return cls(settings=settings, registry=ModelRegistry.from_settings(settings))
+    def from_settings(cls, settings: Settings, *, clock: Clock = time.time) -> Services:
+        return cls(settings=settings, registry=ModelRegistry.from_settings(settings), clock=clock)
 
     async def start(self) -> None:
-        self.keys = await KeyStore.open_sqlite(self.settings.data_dir)
-        self.organization_id = _organization_id(self.settings)
+        await asyncio.to_thread(self.settings.data_dir.mkdir, parents=True, exist_ok=True)
+        self.organization_id = await asyncio.to_thread(_organization_id, self.settings)
+        self.database = await open_database(self.settings.database)
+        self.keys = KeyStore(self.database)
+        self.usage = UsageStore(self.database)
+        self._buckets = (
+            RedisBackend(self.settings.redis_url, self.settings.redis_prefix)
+            if self.settings.redis_url
+            else MemoryBackend()
+        )
+        self.limiter = RateLimiter(
+            self._buckets, self.settings, self.usage.tokens_since, self.clock
+        )
         await self.registry.start()
 
     async def aclose(self) -> None:
+        await self.drain()
         await self.registry.aclose()
-        if self.keys is not None:
-            await self.keys.aclose()
-            self.keys = None
+        if self._buckets is not None:
+            await self._buckets.aclose()
+        if self.database is not None:
+            await self.database.dispose()
+            self.database = None
+
+    async def drain(self) -> None:
+        """Wait for background writes (usage, settlements) to finish."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` in the background, tracked so that shutdown waits for it. Used from
+        `finally` blocks of cancelled requests, where awaiting is not safe."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background write failed: %r", task.exception())
+
+    def note_key_use(self, key: ApiKey) -> None:
+        now = self.clock()
+        if now - self._touched.get(key.id, float("-inf")) < _TOUCH_INTERVAL:
+            return
+        self._touched[key.id] = now
+        self.spawn(self.key_store.touch(key.id, datetime.fromtimestamp(now, UTC)))
+
+    def finish_message(self, key: ApiKey, model: str, admission: Admission, meter: Meter) -> None:
+        """Settle the output reservation and record usage for a message that reached
+        the engine, however it ended (completed, failed or cut off)."""
+        record = UsageRecord(
+            key_id=key.id,
+            model=model,
+            at=datetime.fromtimestamp(self.clock(), UTC),
+            input_tokens=meter.input_tokens,
+            output_tokens=meter.output_tokens,
+        )
+        self.spawn(self._finish(admission, meter.output_tokens, record))
+
+    async def _finish(self, admission: Admission, output_tokens: int, record: UsageRecord) -> None:
+        try:
+            await self.rate_limiter.settle(admission, output_tokens)
+        finally:
+            await self.usage_store.add(record)
 
     @property
     def key_store(self) -> KeyStore:
-        if self.keys is None:
-            raise RuntimeError("services not started")
-        return self.keys
+        return _started(self.keys)
+
+    @property
+    def usage_store(self) -> UsageStore:
+        return _started(self.usage)
+
+    @property
+    def rate_limiter(self) -> RateLimiter:
+        return _started(self.limiter)
+
+
+T = TypeVar("T")
+
+
+def _started(value: T | None) -> T:
+    if value is None:
+        raise RuntimeError("services not started")
+    return value

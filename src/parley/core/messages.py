@@ -6,11 +6,11 @@ response is the same events collected into a Message, never re-parsed SSE.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 
 from parley.core.conversation import generation_request
-from parley.core.generation import Finished, GenerationRequest
+from parley.core.generation import Finished, GenerationRequest, Meter
 from parley.core.ids import message_id
 from parley.core.stops import StopMatch, StopSequenceMatcher
 from parley.engines.base import Engine, PreparedGeneration
@@ -62,10 +62,16 @@ async def prepare_message(
 
 
 async def message_events(
-    engine: Engine, prepared: PreparedGeneration, *, msg_id: str | None = None
+    engine: Engine,
+    prepared: PreparedGeneration,
+    *,
+    msg_id: str | None = None,
+    meter: Meter | None = None,
 ) -> AsyncGenerator[StreamEvent, None]:
     request = prepared.request
     input_tokens = prepared.input_tokens
+    meter = meter if meter is not None else Meter()
+    meter.input_tokens = input_tokens
     yield MessageStartEvent(
         message=Message(
             id=msg_id or message_id(),
@@ -99,7 +105,7 @@ async def message_events(
     if request.max_tokens > 0:
         async with aclosing(engine.generate(prepared)) as stream:
             async for event in stream:
-                output_tokens = event.output_tokens
+                output_tokens = meter.output_tokens = event.output_tokens
                 if isinstance(event, Finished):
                     stop_reason = event.reason
                     break
@@ -145,3 +151,16 @@ async def collect_message(events: AsyncGenerator[StreamEvent, None]) -> Message:
     if message is None:
         raise RuntimeError("no message_start")
     return message
+
+
+async def finalized(
+    events: AsyncGenerator[StreamEvent, None], on_close: Callable[[], None]
+) -> AsyncGenerator[StreamEvent, None]:
+    """Pass `events` through and call `on_close` however they end: finished, failed,
+    or closed early because the client went away."""
+    try:
+        async with aclosing(events) as stream:
+            async for event in stream:
+                yield event
+    finally:
+        on_close()

@@ -9,7 +9,7 @@ from typing import TypeVar
 from starlette.requests import ClientDisconnect, Request
 
 from parley.core.versions import APIVersion, parse_version
-from parley.errors import AuthenticationError, RequestTooLargeError
+from parley.errors import AuthenticationError, PermissionDeniedError, RequestTooLargeError
 from parley.services import Services
 from parley.store.keys import ApiKey
 
@@ -32,16 +32,22 @@ def presented_key(request: Request) -> str | None:
     return None
 
 
-async def authenticate(request: Request) -> tuple[ApiKey, APIVersion]:
-    """Auth first, then the version header (the order mocks in the wild use, §3)."""
+async def authenticate(request: Request, *, admin: bool = False) -> tuple[ApiKey, APIVersion]:
+    """Auth first, then the version header (the order mocks in the wild use, §3).
+
+    Admin keys are for the admin endpoints only, and only admin keys may use them.
+    """
     secret = presented_key(request)
     if secret is None:
         raise AuthenticationError("x-api-key header is required")
-    key = await services(request).key_store.find_active(secret)
-    if key is None:
+    svc = services(request)
+    key = await svc.key_store.find_active(secret)
+    if key is None or (key.is_admin and not admin):
         raise AuthenticationError("invalid x-api-key")
-    # A repeated header is one comma-joined value, as the real API's edge sees it, and so
-    # fails like `"2023-06-01, 2023-06-01"` does (api-spec §3).
+    if admin and not key.is_admin:
+        raise PermissionDeniedError("This endpoint requires an admin API key.")
+    svc.note_key_use(key)
+    # A repeated header arrives comma-joined and is invalid as a whole (api-spec §3).
     versions = request.headers.getlist("anthropic-version")
     version = parse_version(", ".join(versions) if versions else None)
     return key, version

@@ -1,21 +1,23 @@
-"""API keys: created with a random secret that is shown once and stored only as a hash."""
+"""API keys: a random secret shown once, stored only as a hash."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import Any, Literal
 
-from sqlalchemy import func, insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from parley.store.schema import api_keys, metadata
+from parley.store.schema import api_keys
+from parley.store.time import aware
 
 SECRET_PREFIX = "sk-parley-"
+ADMIN_SECRET_PREFIX = "sk-parley-admin-"
+KeyStatus = Literal["active", "inactive", "archived"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class ApiKey:
     status: str
     is_admin: bool
     created_at: datetime
+    last_used_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -39,31 +42,38 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
-def _hint(secret: str) -> str:
-    return f"{secret[: len(SECRET_PREFIX) + 4]}...{secret[-4:]}"
+def _hint(secret: str, prefix: str) -> str:
+    return f"{secret[: len(prefix) + 4]}...{secret[-4:]}"
+
+
+def _key(row: Any) -> ApiKey:
+    return ApiKey(
+        id=row.id,
+        name=row.name,
+        hint=row.hint,
+        tier=row.tier,
+        status=row.status,
+        is_admin=row.is_admin,
+        created_at=aware(row.created_at),
+        last_used_at=aware(row.last_used_at) if row.last_used_at else None,
+    )
+
+
+class KeyNotFound(LookupError):
+    pass
 
 
 class KeyStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    @classmethod
-    async def open_sqlite(cls, data_dir: Path) -> KeyStore:
-        await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
-        store = cls(create_async_engine(f"sqlite+aiosqlite:///{data_dir / 'parley.db'}"))
-        async with store._engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
-        return store
-
-    async def aclose(self) -> None:
-        await self._engine.dispose()
-
     async def create(self, name: str, *, tier: str = "default", admin: bool = False) -> CreatedKey:
-        secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+        prefix = ADMIN_SECRET_PREFIX if admin else SECRET_PREFIX
+        secret = prefix + secrets.token_urlsafe(32)
         key = ApiKey(
             id="apikey_01" + secrets.token_hex(11),
             name=name,
-            hint=_hint(secret),
+            hint=_hint(secret, prefix),
             tier=tier,
             status="active",
             is_admin=admin,
@@ -86,11 +96,12 @@ class KeyStore:
 
     async def count(self) -> int:
         async with self._engine.connect() as conn:
-            return int(
-                (await conn.execute(select(func.count()).select_from(api_keys))).scalar_one()
-            )
+            result = await conn.execute(select(func.count()).select_from(api_keys))
+            return int(result.scalar_one())
 
     async def find_active(self, secret: str) -> ApiKey | None:
+        """The active key with this secret. Read on every request (no cache), so a
+        key revoked through any replica is refused at once everywhere."""
         digest = hash_secret(secret)
         async with self._engine.connect() as conn:
             row = (
@@ -98,14 +109,48 @@ class KeyStore:
             ).first()
         if row is None or not hmac.compare_digest(row.secret_hash, digest):
             return None
-        if row.status != "active":
-            return None
-        return ApiKey(
-            id=row.id,
-            name=row.name,
-            hint=row.hint,
-            tier=row.tier,
-            status=row.status,
-            is_admin=row.is_admin,
-            created_at=row.created_at,
-        )
+        return _key(row) if row.status == "active" else None
+
+    async def list(self) -> list[ApiKey]:
+        """All keys, newest first."""
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                select(api_keys).order_by(api_keys.c.created_at.desc(), api_keys.c.id.desc())
+            )
+            return [_key(row) for row in rows]
+
+    async def get(self, key_id: str) -> ApiKey:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).first()
+        if row is None:
+            raise KeyNotFound(key_id)
+        return _key(row)
+
+    async def update(
+        self, key_id: str, *, name: str | None = None, status: KeyStatus | None = None
+    ) -> ApiKey:
+        values: dict[str, Any] = {}
+        if name is not None:
+            values["name"] = name
+        if status is not None:
+            values["status"] = status
+        async with self._engine.begin() as conn:
+            current = (
+                await conn.execute(select(api_keys.c.status).where(api_keys.c.id == key_id))
+            ).first()
+            if current is None:
+                raise KeyNotFound(key_id)
+            if current.status == "archived" and status not in (None, "archived"):
+                raise ValueError("an archived key cannot be reactivated")
+            if values:
+                await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(values))
+        return await self.get(key_id)
+
+    async def revoke(self, key_id: str) -> ApiKey:
+        return await self.update(key_id, status="archived")
+
+    async def touch(self, key_id: str, at: datetime) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=at)
+            )

@@ -1,8 +1,8 @@
-"""Tables, as SQLAlchemy Core metadata."""
+"""Tables, as SQLAlchemy Core metadata. Changes go with a migration in migrations/versions."""
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, DateTime, MetaData, String, Table
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, Index, MetaData, String, Table
 
 metadata = MetaData()
 
@@ -14,9 +14,24 @@ api_keys = Table(
     # sha256 of the secret; secrets are 256-bit random, so a fast hash is enough.
     Column("secret_hash", String(64), nullable=False, unique=True),
     Column("hint", String(32), nullable=False),
-    Column("tier", String(64), nullable=False, default="default"),
-    Column("status", String(16), nullable=False, default="active"),
-    Column("is_admin", Boolean, nullable=False, default=False),
+    Column("tier", String(64), nullable=False),
+    # active | inactive | archived (the Admin API's statuses; archived is final).
+    Column("status", String(16), nullable=False),
+    Column("is_admin", Boolean, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("last_used_at", DateTime(timezone=True), nullable=True),
+)
+
+usage = Table(
+    "usage",
+    metadata,
+    Column("key_id", String(64), primary_key=True),
+    Column("model", String(256), primary_key=True),
+    Column("minute", DateTime(timezone=True), primary_key=True),
+    Column("requests", BigInteger, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cache_creation_input_tokens", BigInteger, nullable=False),
+    Column("cache_read_input_tokens", BigInteger, nullable=False),
+    Index("usage_by_minute", "minute"),
 )

@@ -10,7 +10,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from parley.core.bodies import parse_params
 from parley.core.conversation import counting_request
-from parley.core.messages import collect_message, message_events, prepare_message
+from parley.core.generation import Meter
+from parley.core.messages import collect_message, finalized, message_events, prepare_message
 from parley.core.sse import error_frame, event_frame, with_pings
 from parley.errors import APIError, InternalServerError
 from parley.protocol.requests import CountTokensParams, MessageCreateParams
@@ -24,22 +25,29 @@ SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
 async def create_message(request: Request) -> Response:
-    _, version = await authenticate(request)
+    key, version = await authenticate(request)
     params = parse_params(await read_body(request), MessageCreateParams, version)
     svc = services(request)
     entry = svc.registry.resolve(params.model)
+    limiter = svc.rate_limiter
+    await limiter.check_budget(key)
     prepared = await prepare_message(entry.engine, params, entry.max_output_tokens)
-    events = message_events(entry.engine, prepared)
+    admission = await limiter.admit_message(key, entry.id, prepared.input_tokens, params.max_tokens)
+    meter = Meter()
+    events = finalized(
+        message_events(entry.engine, prepared, meter=meter),
+        lambda: svc.finish_message(key, entry.id, admission, meter),
+    )
     if params.stream:
         # Stream or not is decided by the body alone; the SDKs send
         # `Accept: application/json` either way (api-spec §1).
         return StreamingResponse(
             _sse(with_pings(events, svc.settings.ping_interval)),
             media_type="text/event-stream; charset=utf-8",
-            headers=SSE_HEADERS,
+            headers={**SSE_HEADERS, **admission.headers},
         )
     message = await unless_disconnected(request, collect_message(events))
-    return JSONResponse(message.model_dump(mode="json"))
+    return JSONResponse(message.model_dump(mode="json"), headers=admission.headers)
 
 
 async def _sse(events: AsyncIterator[StreamEvent]) -> AsyncIterator[bytes]:
@@ -55,8 +63,10 @@ async def _sse(events: AsyncIterator[StreamEvent]) -> AsyncIterator[bytes]:
 
 
 async def count_tokens(request: Request) -> Response:
-    _, version = await authenticate(request)
+    key, version = await authenticate(request)
     params = parse_params(await read_body(request), CountTokensParams, version)
-    entry = services(request).registry.resolve(params.model)
+    svc = services(request)
+    entry = svc.registry.resolve(params.model)
+    headers = await svc.rate_limiter.admit_count_tokens(key, entry.id)
     count = await entry.engine.count_tokens(counting_request(params))
-    return JSONResponse(TokenCount(input_tokens=count).model_dump())
+    return JSONResponse(TokenCount(input_tokens=count).model_dump(), headers=headers)

@@ -1,0 +1,168 @@
+"""Admission by tier: requests, input and output tokens per minute, a monthly budget.
+
+Input tokens are charged at admission; output tokens are reserved from
+`max_tokens` at admission and the unused part is given back at the end
+(`settle`), also when the client goes away mid-stream.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from parley.config import Settings
+from parley.errors import RateLimitError
+from parley.ratelimit.backends import BucketBackend
+from parley.ratelimit.buckets import Decision, Demand, Reading
+from parley.store.keys import ApiKey
+from parley.store.time import month_start
+
+Clock = Callable[[], float]
+TokensSince = Callable[[str, datetime], Awaitable[int]]
+
+_UNITS = {
+    "requests": "requests per minute",
+    "input-tokens": "input tokens per minute",
+    "output-tokens": "output tokens per minute",
+}
+
+
+@dataclass
+class Admission:
+    headers: dict[str, str]
+    reservation: Demand | None = None  # output tokens reserved from max_tokens
+    settled: bool = field(default=False)
+
+
+def rfc3339(epoch: float) -> str:
+    return datetime.fromtimestamp(math.ceil(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ratelimit_headers(names: list[str], readings: tuple[Reading, ...]) -> dict[str, str]:
+    """`anthropic-ratelimit-*` headers (api-spec §15). `tokens-*` reports whichever of
+    the input and output buckets is most restrictive now."""
+    by_name = dict(zip(names, readings, strict=True))
+    tokens = [r for n, r in by_name.items() if n.endswith("tokens")]
+    if tokens:
+        by_name["tokens"] = min(tokens, key=lambda r: r.remaining)
+    headers: dict[str, str] = {}
+    for name, reading in by_name.items():
+        headers[f"anthropic-ratelimit-{name}-limit"] = str(reading.capacity)
+        headers[f"anthropic-ratelimit-{name}-remaining"] = str(reading.remaining)
+        headers[f"anthropic-ratelimit-{name}-reset"] = rfc3339(reading.reset_at)
+    return headers
+
+
+class RateLimiter:
+    def __init__(
+        self,
+        backend: BucketBackend,
+        settings: Settings,
+        tokens_since: TokensSince,
+        clock: Clock = time.time,
+    ) -> None:
+        self._backend = backend
+        self._settings = settings
+        self._tokens_since = tokens_since
+        self._clock = clock
+
+    def now(self) -> float:
+        return self._clock()
+
+    async def check_budget(self, key: ApiKey) -> None:
+        budget = self._settings.tier(key.tier).monthly_token_budget
+        if budget is None:
+            return
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        since = month_start(now)
+        if await self._tokens_since(key.id, since) < budget:
+            return
+        resets = (
+            since.replace(year=since.year + 1, month=1)
+            if since.month == 12
+            else since.replace(month=since.month + 1)
+        )
+        # Waiting a minute will not help: x-should-retry false and no retry-after, so
+        # SDKs do not retry in vain (api-spec §15, api-version §19.8).
+        raise RateLimitError(
+            f"This request would exceed the monthly token budget of {budget:,} tokens for "
+            f"your API key ({key.id}). The budget resets at {rfc3339(resets.timestamp())}.",
+            headers={"x-should-retry": "false"},
+            details={"error_code": "enforced_spend_limit_reached"},
+        )
+
+    def _message_demands(
+        self, key: ApiKey, model: str, input_tokens: int, output_tokens: int, requests: int
+    ) -> tuple[list[str], list[Demand]]:
+        limits = self._settings.tier(key.tier).limits_for(model)
+        base = f"{key.id}:{model}"
+        names = ["requests", "input-tokens", "output-tokens"]
+        demands = [
+            Demand(f"{base}:requests", limits.requests_per_minute, requests),
+            Demand(f"{base}:input-tokens", limits.input_tokens_per_minute, input_tokens),
+            Demand(f"{base}:output-tokens", limits.output_tokens_per_minute, output_tokens),
+        ]
+        return names, demands
+
+    async def admit_message(
+        self, key: ApiKey, model: str, input_tokens: int, max_tokens: int
+    ) -> Admission:
+        names, demands = self._message_demands(key, model, input_tokens, max_tokens, 1)
+        decision = await self._backend.take(demands, self._clock())
+        headers = ratelimit_headers(names, decision.readings)
+        if not decision.allowed:
+            raise self._refusal(key, names, demands, decision, headers)
+        return Admission(headers, demands[2])
+
+    async def admit_count_tokens(self, key: ApiKey, model: str) -> dict[str, str]:
+        """count_tokens has its own request bucket; the token buckets are only read."""
+        names, demands = self._message_demands(key, model, 0, 0, 0)
+        tier = self._settings.tier(key.tier)
+        demands[0] = Demand(
+            f"{key.id}:count_tokens:requests", tier.count_tokens_requests_per_minute, 1
+        )
+        decision = await self._backend.take(demands, self._clock())
+        headers = ratelimit_headers(names, decision.readings)
+        if not decision.allowed:
+            raise self._refusal(key, names, demands, decision, headers)
+        return headers
+
+    async def settle(self, admission: Admission, output_tokens: int) -> None:
+        if admission.settled or admission.reservation is None:
+            return
+        admission.settled = True
+        unused = admission.reservation.amount - output_tokens
+        if unused > 0:
+            refund = Demand(admission.reservation.key, admission.reservation.capacity, unused)
+            await self._backend.give(refund, self._clock())
+
+    def _refusal(
+        self,
+        key: ApiKey,
+        names: list[str],
+        demands: list[Demand],
+        decision: Decision,
+        headers: dict[str, str],
+    ) -> RateLimitError:
+        assert decision.blocking is not None
+        name, demand = names[decision.blocking], demands[decision.blocking]
+        message = (
+            f"This request would exceed the rate limit for your API key ({key.id}) of "
+            f"{demand.capacity:,} {_UNITS[name]}. You can see the response headers for "
+            "current usage. "
+        )
+        if decision.wait is None:
+            # Larger than the bucket itself: no amount of waiting admits it.
+            return RateLimitError(
+                message + "Please reduce the prompt length or the maximum tokens requested.",
+                headers={**headers, "x-should-retry": "false"},
+            )
+        retry_after = min(60, max(1, math.ceil(decision.wait)))
+        return RateLimitError(
+            message + "Please reduce the prompt length or the maximum tokens requested, "
+            "or try again later.",
+            headers={**headers, "retry-after": str(retry_after), "x-should-retry": "true"},
+        )

@@ -1,0 +1,45 @@
+"""One async SQLAlchemy engine for SQLite (default) or PostgreSQL, migrated on open."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+# Any constant works; replicas starting at once take turns to migrate.
+_MIGRATION_LOCK = 7_242_033_901
+
+
+def async_url(url: str) -> str:
+    """Pick the async driver for a plain URL (`sqlite:///...`, `postgresql://...`)."""
+    parsed = make_url(url)
+    if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _upgrade(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})"))
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+async def open_database(url: str) -> AsyncEngine:
+    parsed = make_url(async_url(url))
+    if parsed.drivername.startswith("sqlite") and parsed.database:
+        await asyncio.to_thread(Path(parsed.database).parent.mkdir, parents=True, exist_ok=True)
+    engine = create_async_engine(parsed, pool_pre_ping=True)
+    async with engine.begin() as conn:
+        await conn.run_sync(_upgrade)
+    return engine
