@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     redis_prefix: str = "parley"
     tiers: dict[str, Tier] = Field(default_factory=default_tiers)
+    # Direct browser access (CORS with the opt-in header, api-spec §14); off: every
+    # browser request is refused with the real API's "not allowed" error.
+    browser_access: bool = True
 
     @classmethod
     def settings_customise_sources(

@@ -12,6 +12,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from parley.errors import APIError
+from parley.server.cors import CORSMiddleware
 from parley.server.errors import (
     handle_api_error,
     handle_client_disconnect,
@@ -58,4 +59,4 @@ def create_app(svc: Services, *, manage_services: bool = True) -> ASGIApp:
         },
     )
     app.state.services = svc
-    return EdgeMiddleware(app, svc)
+    return EdgeMiddleware(CORSMiddleware(app, enabled=svc.settings.browser_access), svc)
