@@ -18,13 +18,16 @@ SDK0_VERSION := 0.121.0
 
 .PHONY: install run test test-fast lint typecheck check bench system-deps clean
 
-install: $(VENV)/.installed $(SDK0_DIR)/.installed \
+install: system-deps $(VENV)/.installed $(SDK0_DIR)/.installed \
   $(NODE_DIR)/node_modules/.installed $(CLAUDE_CODE_DIR)/node_modules/.installed
 
-# Compilers for llama.cpp; present on these machines, installed with apt-get if not.
+# System packages, installed with apt-get when missing: compilers for llama.cpp, and
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads one).
 system-deps:
 	@command -v cmake >/dev/null && command -v g++ >/dev/null || \
 	  (apt-get update && apt-get install -y --no-install-recommends cmake g++ make)
+	@test -x /usr/bin/chromium || \
+	  (apt-get update && apt-get install -y --no-install-recommends chromium)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
