@@ -123,3 +123,30 @@ def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyPro
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test (dropped afterwards); fails, never
+    skips, when PostgreSQL is not reachable."""
+    from tests.pg import fresh_database
+
+    with fresh_database() as url:
+        yield url
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The real Redis; fails, never skips, when it is not reachable."""
+    from tests.pg import require_redis
+
+    return require_redis()
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A Redis key prefix of this test's own; its keys are deleted afterwards."""
+    from tests.pg import fresh_redis_prefix
+
+    with fresh_redis_prefix() as prefix:
+        yield prefix

@@ -1,23 +1,33 @@
-"""`parley serve`, `parley keys ...`: thin wrappers over library functions.
+"""`parley serve`, `parley keys ...`, `parley usage`: thin wrappers over library functions.
 
 Contract: `parley keys create` prints the new secret, and only it, as the last
-line on stdout; everything else goes to stderr. `parley serve` logs one line
-containing "ready" once it accepts requests.
+line on stdout; everything else goes to stderr. `parley keys revoke` prints the
+revoked key's id on stdout. `parley serve` logs one line containing "ready" once
+it accepts requests. `--json` output is for scripts; tables are for people.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from parley.config import Settings, load_settings
 
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from parley.reports import Period
+
 log = logging.getLogger("parley")
+T = TypeVar("T")
 
 
 def _settings(config: Path | None, **overrides: Any) -> Settings:
@@ -25,6 +35,39 @@ def _settings(config: Path | None, **overrides: Any) -> Settings:
         return load_settings(config, **overrides)
     except Exception as exc:  # a bad config file or variable: say so, no traceback
         raise click.ClickException(f"invalid configuration: {exc}") from exc
+
+
+def _with_database(settings: Settings, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    """Run `work` against the configured store (SQLite in the data dir, or the
+    PostgreSQL at `database_url`), migrated like the server's."""
+
+    async def run() -> T:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from parley.store.database import open_database
+
+        try:
+            database = await open_database(settings.database)
+        except (OSError, SQLAlchemyError) as exc:
+            # The message names the server, never the URL (which may hold a password).
+            raise click.ClickException(f"cannot open the database: {exc}") from exc
+        try:
+            return await work(database)
+        finally:
+            await database.dispose()
+
+    return asyncio.run(run())
+
+
+def _when(text: str | None, now: datetime, option: str) -> datetime | None:
+    from parley.reports import parse_when
+
+    if text is None:
+        return None
+    try:
+        return parse_when(text, now)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
 
 
 def _setup_logging(level: str) -> None:
@@ -78,26 +121,147 @@ def keys() -> None:
 @click.option("--name", required=True, help="A label for the key.")
 @click.option("--tier", default="default", show_default=True, help="Rate-limit tier.")
 @click.option("--admin", is_flag=True, help="An admin key (admin endpoints only).")
+@click.option(
+    "--browser-access/--no-browser-access",
+    default=True,
+    show_default=True,
+    help="Whether pages in a browser may call the API with this key.",
+)
 @data_dir_option
 @config_option
 def keys_create(
-    name: str, tier: str, admin: bool, data_dir: Path | None, config: Path | None
+    name: str,
+    tier: str,
+    admin: bool,
+    browser_access: bool,
+    data_dir: Path | None,
+    config: Path | None,
 ) -> None:
     """Create a key and print its secret (shown only once)."""
+    from parley.store.keys import KeyStore
+
     settings = _settings(config, data_dir=data_dir)
+    created = _with_database(
+        settings,
+        lambda db: KeyStore(db).create(name, tier=tier, admin=admin, browser_access=browser_access),
+    )
+    click.echo(f"Created key {created.key.id} ({name}); the secret is shown only once:", err=True)
+    click.echo(created.secret)
 
-    async def create() -> str:
-        from parley.store.database import open_database
-        from parley.store.keys import KeyStore
 
-        database = await open_database(settings.database)
-        try:
-            created = await KeyStore(database).create(name, tier=tier, admin=admin)
-        finally:
-            await database.dispose()
-        click.echo(
-            f"Created key {created.key.id} ({name}); the secret is shown only once:", err=True
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
+@data_dir_option
+@config_option
+def keys_list(as_json: bool, data_dir: Path | None, config: Path | None) -> None:
+    """List keys, newest first (never their secrets)."""
+    from parley import reports
+    from parley.store.keys import KeyStore
+
+    settings = _settings(config, data_dir=data_dir)
+    keys = _with_database(settings, lambda db: KeyStore(db).list())
+    if as_json:
+        click.echo(json.dumps([reports.key_record(key) for key in keys], indent=2))
+    else:
+        reports.render_keys(keys, reports.console())
+
+
+@keys.command("update")
+@click.argument("key_id")
+@click.option("--name", help="A new label.")
+@click.option(
+    "--browser-access/--no-browser-access",
+    default=None,
+    help="Allow or refuse requests from pages in a browser.",
+)
+@data_dir_option
+@config_option
+def keys_update(
+    key_id: str,
+    name: str | None,
+    browser_access: bool | None,
+    data_dir: Path | None,
+    config: Path | None,
+) -> None:
+    """Rename a key or switch its browser access; every server applies it at once."""
+    from parley.store.keys import KeyNotFound, KeyStore
+
+    settings = _settings(config, data_dir=data_dir)
+    try:
+        key = _with_database(
+            settings,
+            lambda db: KeyStore(db).update(key_id, name=name, browser_access=browser_access),
         )
-        return created.secret
+    except KeyNotFound:
+        raise click.ClickException(f"no API key with id {key_id}") from None
+    access = "allowed" if key.browser_access else "refused"
+    click.echo(f"Key {key.id} ({key.name}): browser access {access}.", err=True)
+    click.echo(key.id)
 
-    click.echo(asyncio.run(create()))
+
+@keys.command("revoke")
+@click.argument("key_id")
+@data_dir_option
+@config_option
+def keys_revoke(key_id: str, data_dir: Path | None, config: Path | None) -> None:
+    """Revoke (archive) a key: every server refuses it from its next request on."""
+    from parley.store.keys import KeyNotFound, KeyStore
+
+    settings = _settings(config, data_dir=data_dir)
+    try:
+        key = _with_database(settings, lambda db: KeyStore(db).revoke(key_id))
+    except KeyNotFound:
+        raise click.ClickException(f"no API key with id {key_id}") from None
+    click.echo(f"Revoked key {key.id} ({key.name}).", err=True)
+    click.echo(key.id)
+
+
+@main.command()
+@click.option("--key", "key_ids", multiple=True, help="Only this key id (repeatable).")
+@click.option("--since", help="Start: a time (2025-01-31T12:00:00Z) or a time ago (1h, 2d).")
+@click.option("--until", help="End (exclusive), in the same forms as --since.")
+@click.option(
+    "--by",
+    "period",
+    type=click.Choice(["minute", "hour", "day"]),
+    default="day",
+    show_default=True,
+    help="Period of each row.",
+)
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
+@data_dir_option
+@config_option
+def usage(
+    key_ids: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    period: Period,
+    as_json: bool,
+    data_dir: Path | None,
+    config: Path | None,
+) -> None:
+    """Requests and tokens per period, key and model (all recorded usage by default)."""
+    from parley import reports
+    from parley.store.keys import KeyStore
+    from parley.store.usage import UsageStore
+
+    settings = _settings(config, data_dir=data_dir)
+    now = datetime.now(UTC)
+    start = _when(since, now, "--since")
+    end = _when(until, now, "--until")
+
+    summary = _with_database(
+        settings,
+        lambda db: reports.usage_summary(
+            UsageStore(db),
+            KeyStore(db),
+            since=start,
+            until=end,
+            key_ids=list(key_ids),
+            period=period,
+        ),
+    )
+    if as_json:
+        click.echo(json.dumps(reports.usage_json(summary), indent=2))
+    else:
+        reports.render_usage(summary, reports.console())

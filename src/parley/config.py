@@ -67,7 +67,13 @@ class Tier(Limits):
     models: dict[str, Limits] = Field(default_factory=dict)
 
     def limits_for(self, model_id: str) -> Limits:
-        return self.models.get(model_id, self)
+        override = self.models.get(model_id)
+        if override is None:
+            return self
+        # An override replaces only the limits it sets; the rest are the tier's own,
+        # not the (far larger) built-in defaults.
+        inherited = {name: getattr(self, name) for name in Limits.model_fields}
+        return Limits(**{**inherited, **override.model_dump(exclude_unset=True)})
 
 
 def default_tiers() -> dict[str, Tier]:

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import SCRIPTED_MODEL, running_app, scripted_settings
+from parley.server.cors import NOT_ALLOWED
+from parley.services import Services
+from tests.conftest import (
+    SCRIPTED_MODEL,
+    asgi_client,
+    old_sdk_headers,
+    running_app,
+    scripted_settings,
+)
 
 ORIGIN = {"origin": "http://app.example"}
 OPT_IN = {"anthropic-dangerous-direct-browser-access": "true"}
@@ -103,3 +111,25 @@ async def test_browser_access_switched_off(tmp_path: Path) -> None:
         assert response.headers["access-control-allow-origin"] == "*"
         plain = await http.post("/v1/messages", json=BODY)
         assert plain.status_code == 200
+
+
+async def test_browser_access_switched_off_for_one_key(services: Services) -> None:
+    closed = await services.key_store.create("server only", browser_access=False)
+    open_key = (await services.key_store.create("byok app")).secret
+    async with asgi_client(services, old_sdk_headers(closed.secret)) as http:
+        refused = await http.post("/v1/messages", json=BODY, headers={**ORIGIN, **OPT_IN})
+        assert refused.status_code == 403
+        assert refused.json()["error"]["type"] == "permission_error"
+        assert refused.json()["error"]["message"] == NOT_ALLOWED
+        assert refused.headers["access-control-allow-origin"] == "*"
+        # The same key from a server (no Origin) is fine.
+        assert (await http.post("/v1/messages", json=BODY)).status_code == 200
+    async with asgi_client(services, old_sdk_headers(open_key)) as http:
+        allowed = await http.post("/v1/messages", json=BODY, headers={**ORIGIN, **OPT_IN})
+        assert allowed.status_code == 200
+
+    # Switching it on takes effect from the next request (no cache to expire).
+    await services.key_store.update(closed.key.id, browser_access=True)
+    async with asgi_client(services, old_sdk_headers(closed.secret)) as http:
+        now_allowed = await http.post("/v1/messages", json=BODY, headers={**ORIGIN, **OPT_IN})
+        assert now_allowed.status_code == 200

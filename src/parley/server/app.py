@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from parley.errors import APIError
@@ -20,17 +20,26 @@ from parley.server.errors import (
     handle_unexpected,
 )
 from parley.server.middleware import EdgeMiddleware
-from parley.server.routes import messages, models, root
+from parley.server.routes import admin, messages, models, root, web
 from parley.services import Services
 
 
-def routes() -> list[Route]:
+def routes() -> list[BaseRoute]:
     return [
         Route("/", root.root, methods=["GET", "HEAD"]),
         Route("/v1/messages", messages.create_message, methods=["POST"]),
         Route("/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
         Route("/v1/models", models.list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", models.get_model, methods=["GET"]),
+        Route("/v1/organizations/api_keys", admin.list_api_keys, methods=["GET"]),
+        Route("/v1/organizations/api_keys/{api_key_id}", admin.get_api_key, methods=["GET"]),
+        Route("/v1/organizations/api_keys/{api_key_id}", admin.update_api_key, methods=["POST"]),
+        Route(
+            "/v1/organizations/usage_report/messages",
+            admin.messages_usage_report,
+            methods=["GET"],
+        ),
+        *web.routes(),
     ]
 
 

@@ -10,6 +10,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from parley.core.versions import APIVersion, parse_version
 from parley.errors import AuthenticationError, PermissionDeniedError, RequestTooLargeError
+from parley.server.cors import NOT_ALLOWED, is_browser_request
 from parley.services import Services
 from parley.store.keys import ApiKey
 
@@ -46,6 +47,10 @@ async def authenticate(request: Request, *, admin: bool = False) -> tuple[ApiKey
         raise AuthenticationError("invalid x-api-key")
     if admin and not key.is_admin:
         raise PermissionDeniedError("This endpoint requires an admin API key.")
+    if not key.browser_access and is_browser_request(request.headers):
+        # The CORS middleware has already checked the opt-in header and adds the
+        # CORS headers, so the page can read why it was refused (api-spec §14).
+        raise PermissionDeniedError(NOT_ALLOWED)
     svc.note_key_use(key)
     # A repeated header arrives comma-joined and is invalid as a whole (api-spec §3).
     versions = request.headers.getlist("anthropic-version")

@@ -27,8 +27,14 @@ def async_url(url: str) -> str:
 
 
 def _upgrade(connection: Connection) -> None:
+    # Processes opening a fresh database at once (replicas; `parley keys create` beside
+    # `parley serve`) take the lock before alembic reads the version, so they migrate in
+    # turn instead of racing to create the same tables.
     if connection.dialect.name == "postgresql":
         connection.execute(text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})"))
+    elif connection.dialect.name == "sqlite":
+        # pysqlite opens no transaction for DDL by itself; this one holds the write lock.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection

@@ -30,6 +30,7 @@ class ApiKey:
     is_admin: bool
     created_at: datetime
     last_used_at: datetime | None = None
+    browser_access: bool = True
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ def _key(row: Any) -> ApiKey:
         is_admin=row.is_admin,
         created_at=aware(row.created_at),
         last_used_at=aware(row.last_used_at) if row.last_used_at else None,
+        browser_access=row.browser_access,
     )
 
 
@@ -63,11 +65,22 @@ class KeyNotFound(LookupError):
     pass
 
 
+class KeyArchived(ValueError):
+    """An archived key cannot be reactivated (the Admin API's statuses: archived is final)."""
+
+
 class KeyStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def create(self, name: str, *, tier: str = "default", admin: bool = False) -> CreatedKey:
+    async def create(
+        self,
+        name: str,
+        *,
+        tier: str = "default",
+        admin: bool = False,
+        browser_access: bool = True,
+    ) -> CreatedKey:
         prefix = ADMIN_SECRET_PREFIX if admin else SECRET_PREFIX
         secret = prefix + secrets.token_urlsafe(32)
         key = ApiKey(
@@ -78,6 +91,7 @@ class KeyStore:
             status="active",
             is_admin=admin,
             created_at=datetime.now(UTC),
+            browser_access=browser_access,
         )
         async with self._engine.begin() as conn:
             await conn.execute(
@@ -90,6 +104,7 @@ class KeyStore:
                     status=key.status,
                     is_admin=key.is_admin,
                     created_at=key.created_at,
+                    browser_access=key.browser_access,
                 )
             )
         return CreatedKey(key, secret)
@@ -127,23 +142,35 @@ class KeyStore:
         return _key(row)
 
     async def update(
-        self, key_id: str, *, name: str | None = None, status: KeyStatus | None = None
+        self,
+        key_id: str,
+        *,
+        name: str | None = None,
+        status: KeyStatus | None = None,
+        browser_access: bool | None = None,
     ) -> ApiKey:
         values: dict[str, Any] = {}
         if name is not None:
             values["name"] = name
         if status is not None:
             values["status"] = status
+        if browser_access is not None:
+            values["browser_access"] = browser_access
+        statement = update(api_keys).where(api_keys.c.id == key_id)
+        if status in ("active", "inactive"):
+            # Archived is final; the condition is in the UPDATE itself so that a
+            # reactivation racing a revoke on another replica cannot undo it.
+            statement = statement.where(api_keys.c.status != "archived")
         async with self._engine.begin() as conn:
-            current = (
-                await conn.execute(select(api_keys.c.status).where(api_keys.c.id == key_id))
-            ).first()
-            if current is None:
-                raise KeyNotFound(key_id)
-            if current.status == "archived" and status not in (None, "archived"):
-                raise ValueError("an archived key cannot be reactivated")
-            if values:
-                await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(values))
+            changed = (await conn.execute(statement.values(values))).rowcount if values else 0
+            if changed == 0:
+                row = (
+                    await conn.execute(select(api_keys.c.status).where(api_keys.c.id == key_id))
+                ).first()
+                if row is None:
+                    raise KeyNotFound(key_id)
+                if values:
+                    raise KeyArchived(f"{key_id}: an archived key cannot be reactivated")
         return await self.get(key_id)
 
     async def revoke(self, key_id: str) -> ApiKey:

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, DateTime, Index, MetaData, String, Table
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    MetaData,
+    String,
+    Table,
+    true,
+)
 
 metadata = MetaData()
 
@@ -18,6 +28,8 @@ api_keys = Table(
     # active | inactive | archived (the Admin API's statuses; archived is final).
     Column("status", String(16), nullable=False),
     Column("is_admin", Boolean, nullable=False),
+    # False: requests from a browser (with an Origin) are refused for this key.
+    Column("browser_access", Boolean, nullable=False, server_default=true()),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("last_used_at", DateTime(timezone=True), nullable=True),
 )
