@@ -321,6 +321,21 @@ async def test_budget_spent_is_a_429_not_worth_retrying(tmp_path: Path) -> None:
     assert "resets at 2027-02-01T00:00:00Z" in error.message
 
 
+async def test_budget_refusal_carries_the_current_readings(tmp_path: Path) -> None:
+    limiter = make_limiter(
+        tmp_path, FakeClock(), Spent(1000), budget=Tier(monthly_token_budget=1000)
+    )
+    with pytest.raises(RateLimitError) as caught:
+        await limiter.check_budget(api_key("budget"), "m")
+    headers = caught.value.headers
+    assert headers["x-should-retry"] == "false"
+    assert "retry-after" not in headers
+    for kind in ("requests", "tokens", "input-tokens", "output-tokens"):
+        assert f"anthropic-ratelimit-{kind}-remaining" in headers
+    # Reading the buckets takes nothing from them.
+    assert limits(headers, "requests")[0] == limits(headers, "requests")[1]
+
+
 async def test_budget_resets_in_january_after_december(tmp_path: Path) -> None:
     clock = FakeClock(datetime(2027, 12, 31, 23, 59, 30, tzinfo=UTC).timestamp())
     spent = Spent(5)

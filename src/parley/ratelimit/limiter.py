@@ -72,7 +72,9 @@ class RateLimiter:
     def now(self) -> float:
         return self._clock()
 
-    async def check_budget(self, key: ApiKey) -> None:
+    async def check_budget(self, key: ApiKey, model: str | None = None) -> None:
+        """Refuse when this month's budget is spent. With `model`, the refusal carries
+        the current `anthropic-ratelimit-*` readings like every other answer (§15)."""
         budget = self._settings.tier(key.tier).monthly_token_budget
         if budget is None:
             return
@@ -85,12 +87,17 @@ class RateLimiter:
             if since.month == 12
             else since.replace(month=since.month + 1)
         )
+        headers: dict[str, str] = {}
+        if model is not None:
+            names, demands = self._message_demands(key, model, 0, 0, 0)
+            readings = (await self._backend.take(demands, self._clock())).readings
+            headers = ratelimit_headers(names, readings)
         # Waiting a minute will not help: x-should-retry false and no retry-after, so
         # SDKs do not retry in vain (api-spec §15, api-version §19.8).
         raise RateLimitError(
             f"This request would exceed the monthly token budget of {budget:,} tokens for "
             f"your API key ({key.id}). The budget resets at {rfc3339(resets.timestamp())}.",
-            headers={"x-should-retry": "false"},
+            headers={**headers, "x-should-retry": "false"},
             details={"error_code": "enforced_spend_limit_reached"},
         )
 

@@ -30,7 +30,7 @@ async def create_message(request: Request) -> Response:
     svc = services(request)
     entry = svc.registry.resolve(params.model)
     limiter = svc.rate_limiter
-    await limiter.check_budget(key)
+    await limiter.check_budget(key, entry.id)
     prepared = await prepare_message(entry.engine, params, entry.max_output_tokens)
     admission = await limiter.admit_message(key, entry.id, prepared.input_tokens, params.max_tokens)
     meter = Meter()
