@@ -223,7 +223,7 @@ def main() -> None:
     request = GenerationRequest(
         model=DEFAULT_MODEL_ID,
         system=None,
-        turns=(Turn("user", PROMPT),),
+        turns=(Turn.of("user", PROMPT),),
         max_tokens=args.tokens,
         sampling=Sampling(temperature=0.0),
     )

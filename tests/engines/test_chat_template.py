@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from parley.core.generation import GenerationRequest, Turn
-from parley.engines.llamacpp import ChatTemplate
+from parley.engines.chat_template import ChatTemplate
 
 # SmolLM2's template as shipped in its GGUF (tokenizer.chat_template).
 SMOLLM2_TEMPLATE = (
@@ -19,7 +19,7 @@ def request(*turns: Turn, system: str | None = None) -> GenerationRequest:
 
 def test_generation_prompt_opens_an_assistant_turn() -> None:
     text = ChatTemplate(SMOLLM2_TEMPLATE, "", "").render(
-        request(Turn("user", "Hi"), system="Be brief.")
+        request(Turn.of("user", "Hi"), system="Be brief.")
     )
     assert text == (
         "<|im_start|>system\nBe brief.<|im_end|>\n"
@@ -29,17 +29,17 @@ def test_generation_prompt_opens_an_assistant_turn() -> None:
 
 
 def test_model_default_system_prompt_when_none_given() -> None:
-    text = ChatTemplate(SMOLLM2_TEMPLATE, "", "").render(request(Turn("user", "Hi")))
+    text = ChatTemplate(SMOLLM2_TEMPLATE, "", "").render(request(Turn.of("user", "Hi")))
     assert text.startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
 
 
 def test_prefill_leaves_the_assistant_turn_open() -> None:
     text = ChatTemplate(SMOLLM2_TEMPLATE, "", "").render(
-        request(Turn("user", "Count"), Turn("assistant", "1, 2,"))
+        request(Turn.of("user", "Count"), Turn.of("assistant", "1, 2,"))
     )
     assert text.endswith("<|im_start|>user\nCount<|im_end|>\n<|im_start|>assistant\n1, 2,")
 
 
 def test_chatml_fallback_without_template() -> None:
-    text = ChatTemplate(None, "", "").render(request(Turn("user", "Hi")))
+    text = ChatTemplate(None, "", "").render(request(Turn.of("user", "Hi")))
     assert text == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"

@@ -24,7 +24,7 @@ async def engine() -> AsyncIterator[LlamaCppEngine]:
 def req(
     text: str, *, max_tokens: int = 24, prefill: str | None = None, **kw: object
 ) -> GenerationRequest:
-    turns = [Turn("user", text)] + ([Turn("assistant", prefill)] if prefill else [])
+    turns = [Turn.of("user", text)] + ([Turn.of("assistant", prefill)] if prefill else [])
     return GenerationRequest(
         model="smollm2",
         system=None,

@@ -1,12 +1,31 @@
-"""Messages rules beyond the schema (api-spec §5.2, §5.3) and the neutral request."""
+"""Messages rules beyond the schema (api-spec §5.2, §5.3) and the neutral request.
+
+Content blocks become neutral parts: text, images (decoded, checked, fetched when
+the server allows URLs), the assistant's tool calls and the user's tool results.
+What the model cannot read is refused with a 400 that names it, never dropped.
+"""
 
 from __future__ import annotations
 
-import json
-
-from parley.core.generation import GenerationRequest, Role, Sampling, Turn
+from parley.core.generation import (
+    EngineCapabilities,
+    GenerationRequest,
+    ImagePart,
+    Part,
+    Role,
+    Sampling,
+    TextPart,
+    ToolCall,
+    ToolResult,
+    Turn,
+)
+from parley.core.image_sources import ImageFetcher
+from parley.core.images import decode_base64_image
+from parley.core.tool_pairing import check_tool_pairing
+from parley.core.tools import tool_choice, tool_specs
 from parley.errors import InvalidRequestError
 from parley.protocol.content import (
+    Base64ImageSource,
     DocumentBlockParam,
     ImageBlockParam,
     RedactedThinkingBlockParam,
@@ -14,6 +33,7 @@ from parley.protocol.content import (
     ThinkingBlockParam,
     ToolResultBlockParam,
     ToolUseBlockParam,
+    URLImageSource,
 )
 from parley.protocol.requests import CountTokensParams, MessageCreateParams, MessageParam
 
@@ -27,63 +47,106 @@ def _system_text(system: str | list[TextBlockParam] | None) -> str | None:
     return text or None
 
 
-def _tool_result_text(block: ToolResultBlockParam) -> str:
-    if block.content is None:
-        body = ""
-    elif isinstance(block.content, str):
-        body = block.content
-    else:
-        body = "\n".join(b.text for b in block.content if isinstance(b, TextBlockParam))
-    status = "error" if block.is_error else "result"
-    return f"[tool {status} for {block.tool_use_id}]\n{body}"
+class _Reader:
+    """Reads one request's content blocks into parts."""
 
+    def __init__(
+        self,
+        model: str,
+        capabilities: EngineCapabilities,
+        images: ImageFetcher | None,
+        names: dict[str, str],
+    ) -> None:
+        self._model = model
+        self._capabilities = capabilities
+        self._images = images or ImageFetcher()
+        self._names = names
 
-def _content_text(message: MessageParam, index: int, model: str) -> str:
-    content = message.content
-    if isinstance(content, str):
-        return content
-    parts: list[str] = []
-    for j, block in enumerate(content):
-        if isinstance(block, TextBlockParam):
-            if not block.text:
-                raise InvalidRequestError("messages: text content blocks must be non-empty")
-            parts.append(block.text)
-        elif isinstance(block, ThinkingBlockParam | RedactedThinkingBlockParam):
-            continue  # earlier turns' thinking is not shown to the model (api-spec §8)
-        elif isinstance(block, ToolUseBlockParam):
-            parts.append(f"[tool call {block.id}: {block.name}({json.dumps(block.input)})]")
-        elif isinstance(block, ToolResultBlockParam):
-            parts.append(_tool_result_text(block))
-        elif isinstance(block, ImageBlockParam):
-            raise InvalidRequestError(
-                f"messages.{index}.content.{j}: model {model} does not support image input."
+    async def parts(self, message: MessageParam, i: int) -> tuple[Part, ...]:
+        if isinstance(message.content, str):
+            return (TextPart(message.content),) if message.content else ()
+        parts: list[Part] = []
+        for j, block in enumerate(message.content):
+            path = f"messages.{i}.content.{j}"
+            if isinstance(block, TextBlockParam):
+                parts.append(self._text(block))
+            elif isinstance(block, ThinkingBlockParam | RedactedThinkingBlockParam):
+                continue  # earlier turns' thinking is not shown to the model (api-spec §8)
+            elif isinstance(block, ToolUseBlockParam):
+                parts.append(ToolCall(block.id, block.name, block.input))
+            elif isinstance(block, ToolResultBlockParam):
+                parts.append(await self._tool_result(block, f"{path}.tool_result"))
+            elif isinstance(block, ImageBlockParam):
+                parts.append(await self._image(block, path))
+            elif isinstance(block, DocumentBlockParam):
+                parts.append(self._document(block, path))
+        return tuple(parts)
+
+    def _text(self, block: TextBlockParam) -> TextPart:
+        if not block.text:
+            raise InvalidRequestError("messages: text content blocks must be non-empty")
+        return TextPart(block.text)
+
+    async def _tool_result(self, block: ToolResultBlockParam, path: str) -> ToolResult:
+        content: list[TextPart | ImagePart] = []
+        if isinstance(block.content, str):
+            content = [TextPart(block.content)] if block.content else []
+        elif block.content is not None:
+            for k, inner in enumerate(block.content):
+                inner_path = f"{path}.content.{k}"
+                if isinstance(inner, TextBlockParam):
+                    content.append(self._text(inner))
+                elif isinstance(inner, ImageBlockParam):
+                    content.append(await self._image(inner, inner_path))
+                else:
+                    content.append(self._document(inner, inner_path))
+        name = self._names.get(block.tool_use_id, "")
+        return ToolResult(block.tool_use_id, name, tuple(content), bool(block.is_error))
+
+    async def _image(self, block: ImageBlockParam, path: str) -> ImagePart:
+        if not self._capabilities.images:
+            raise InvalidRequestError(f"{path}: model {self._model} does not support image input.")
+        source = block.source
+        if isinstance(source, Base64ImageSource):
+            return decode_base64_image(
+                source.data, source.media_type, f"{path}.image.source.base64"
             )
-        elif isinstance(block, DocumentBlockParam):
-            source = block.source
-            if source.get("type") == "text" and isinstance(source.get("data"), str):
-                parts.append(str(source["data"]))
-            else:
-                raise InvalidRequestError(
-                    f"messages.{index}.content.{j}: model {model} only reads plain-text documents."
-                )
-    return "\n\n".join(parts)
+        if isinstance(source, URLImageSource):
+            return await self._images.fetch(source.url, f"{path}.image.source.url")
+        raise InvalidRequestError(
+            f"{path}.image.source.file: file sources need the Files API, which this "
+            "server does not provide"
+        )
+
+    def _document(self, block: DocumentBlockParam, path: str) -> TextPart:
+        source = block.source
+        if source.get("type") == "text" and isinstance(source.get("data"), str):
+            return TextPart(str(source["data"]))
+        raise InvalidRequestError(f"{path}: model {self._model} only reads plain-text documents.")
 
 
-def build_turns(messages: list[MessageParam], model: str) -> tuple[Turn, ...]:
+async def build_turns(
+    messages: list[MessageParam],
+    model: str,
+    capabilities: EngineCapabilities,
+    images: ImageFetcher | None = None,
+) -> tuple[Turn, ...]:
     if not messages:
         raise InvalidRequestError("messages: at least one message is required")
     if messages[0].role != "user":
         raise InvalidRequestError('messages: first message must use the "user" role')
+    reader = _Reader(model, capabilities, images, check_tool_pairing(messages))
     turns: list[Turn] = []
     last = len(messages) - 1
     for i, message in enumerate(messages):
-        text = _content_text(message, i, model)
+        parts = await reader.parts(message, i)
         is_prefill = i == last and message.role == "assistant"
-        if not text and not is_prefill:
+        if not parts and not is_prefill:
             raise InvalidRequestError(
                 f"messages.{i}: all messages must have non-empty content except for the "
                 "optional final assistant message"
             )
+        text = Turn(message.role, parts).text
         if is_prefill and text != text.rstrip():
             raise InvalidRequestError(
                 "messages: final assistant content cannot end with trailing whitespace"
@@ -91,17 +154,22 @@ def build_turns(messages: list[MessageParam], model: str) -> tuple[Turn, ...]:
         role: Role = message.role
         # Consecutive same-role turns are merged (the current contract, api-spec §5.2).
         if turns and turns[-1].role == role:
-            turns[-1] = Turn(role, f"{turns[-1].text}\n\n{text}" if text else turns[-1].text)
+            turns[-1] = Turn(role, turns[-1].parts + parts)
         else:
-            turns.append(Turn(role, text))
+            turns.append(Turn(role, parts))
     return tuple(turns)
 
 
-def generation_request(params: MessageCreateParams) -> GenerationRequest:
+async def generation_request(
+    params: MessageCreateParams,
+    capabilities: EngineCapabilities,
+    images: ImageFetcher | None = None,
+) -> GenerationRequest:
+    tools = tool_specs(params.tools, capabilities, params.model)
     return GenerationRequest(
         model=params.model,
         system=_system_text(params.system),
-        turns=build_turns(params.messages, params.model),
+        turns=await build_turns(params.messages, params.model, capabilities, images),
         max_tokens=params.max_tokens,
         stop_sequences=tuple(s for s in params.stop_sequences or () if s),
         sampling=Sampling(
@@ -109,13 +177,22 @@ def generation_request(params: MessageCreateParams) -> GenerationRequest:
             top_p=params.top_p,
             top_k=params.top_k,
         ),
+        tools=tools,
+        tool_choice=tool_choice(params.tool_choice, tools),
     )
 
 
-def counting_request(params: CountTokensParams) -> GenerationRequest:
+async def counting_request(
+    params: CountTokensParams,
+    capabilities: EngineCapabilities,
+    images: ImageFetcher | None = None,
+) -> GenerationRequest:
+    tools = tool_specs(params.tools, capabilities, params.model)
     return GenerationRequest(
         model=params.model,
         system=_system_text(params.system),
-        turns=build_turns(params.messages, params.model),
+        turns=await build_turns(params.messages, params.model, capabilities, images),
         max_tokens=0,
+        tools=tools,
+        tool_choice=tool_choice(params.tool_choice, tools),
     )

@@ -1,18 +1,197 @@
-"""The neutral request and event types that flow between core and the engines."""
+"""The neutral request and event types that flow between core and the engines.
+
+Core turns an API request into a `GenerationRequest`: the conversation as
+structured turns (text, images, tool calls, tool results), the tools the model
+may call and the caller's tool choice. Engines answer with a stream of
+`EngineEvent`s; core turns those into the API's content blocks and SSE events.
+Nothing here knows the wire format, so any backend (llama.cpp, an
+OpenAI-compatible server, Anthropic itself) can be written against it.
+
+Event order, per generation::
+
+    ( TextChunk* | ToolCallStart ToolInputChunk* )*  Finished
+
+A run of `TextChunk`s is one text block; a `ToolCallStart` opens a tool_use
+block, its `ToolInputChunk`s carry the input JSON in fragments, and the block
+ends at the next event of another kind. The concatenated fragments of a call
+must be one JSON object (core checks, and fails the message if not); when the
+call was cut off by `max_tokens` it may be an unfinished prefix of one.
+`Finished` always comes last. Each event carries the running total of output
+tokens.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant"]
-EngineStopReason = Literal["end_turn", "max_tokens"]
+# "tool_use" is what an engine reports when it stopped after its tool call(s); core
+# also derives it when a generation that made calls ends its turn. "stop_sequence" is
+# for engines that stop on a sequence themselves (then `Finished.stop_sequence` names
+# it); the last three pass through what an Anthropic upstream reports.
+EngineStopReason = Literal[
+    "end_turn",
+    "max_tokens",
+    "tool_use",
+    "stop_sequence",
+    "refusal",
+    "pause_turn",
+    "model_context_window_exceeded",
+]
+
+
+@dataclass(frozen=True)
+class EngineCapabilities:
+    """What an engine's model can take in. Core refuses what it cannot (a 400 that
+    names the model) instead of silently dropping content."""
+
+    images: bool = False
+    tools: bool = False
+
+
+# --- the conversation ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TextPart:
+    text: str
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    """An image, already decoded and checked: `media_type` matches the bytes.
+
+    URL sources are fetched by core (when the server allows it) before the
+    engine sees them; `url` then says where the bytes came from.
+    """
+
+    media_type: str
+    data: bytes
+    width: int | None = None
+    height: int | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A call the assistant made in an earlier turn (an input `tool_use` block)."""
+
+    id: str
+    name: str
+    input: Mapping[str, Any]
+
+    @property
+    def input_json(self) -> str:
+        return json.dumps(self.input, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """The caller's answer to a `ToolCall` (an input `tool_result` block).
+
+    `name` is the called tool's name, looked up from the call this answers
+    (some prompt formats and upstream APIs want it).
+    """
+
+    tool_use_id: str
+    name: str
+    content: tuple[TextPart | ImagePart, ...] = ()
+    is_error: bool = False
+
+    @property
+    def text(self) -> str:
+        return "\n".join(p.text for p in self.content if isinstance(p, TextPart))
+
+
+Part = TextPart | ImagePart | ToolCall | ToolResult
 
 
 @dataclass(frozen=True)
 class Turn:
+    """One role's message. User turns hold text, images and tool results; assistant
+    turns hold text and tool calls; a system turn (mid-conversation) holds text."""
+
     role: Role
-    text: str
+    parts: tuple[Part, ...]
+
+    @classmethod
+    def of(cls, role: Role, *parts: str | Part) -> Turn:
+        return cls(role, tuple(TextPart(p) if isinstance(p, str) else p for p in parts))
+
+    @property
+    def text(self) -> str:
+        """The turn's text parts joined, for engines and rules that read text only."""
+        return "\n\n".join(p.text for p in self.parts if isinstance(p, TextPart))
+
+    @property
+    def images(self) -> tuple[ImagePart, ...]:
+        found: list[ImagePart] = []
+        for part in self.parts:
+            if isinstance(part, ImagePart):
+                found.append(part)
+            elif isinstance(part, ToolResult):
+                found += [p for p in part.content if isinstance(p, ImagePart)]
+        return tuple(found)
+
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        return tuple(p for p in self.parts if isinstance(p, ToolCall))
+
+    @property
+    def tool_results(self) -> tuple[ToolResult, ...]:
+        return tuple(p for p in self.parts if isinstance(p, ToolResult))
+
+
+# --- tools ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A custom tool the model may call. `input_schema` is a JSON Schema whose
+    top-level type is "object" (checked by core); a call's input must match it."""
+
+    name: str
+    description: str | None
+    input_schema: Mapping[str, Any]
+
+
+ToolChoiceMode = Literal["auto", "any", "tool", "none"]
+
+
+@dataclass(frozen=True)
+class ToolChoice:
+    """How the model may use `GenerationRequest.tools` (api-spec §5.4).
+
+    - auto: the model decides between text and calls;
+    - any: at least one call, to any tool;
+    - tool: at least one call, to the tool `name`;
+    - none: no calls at all (the tools stay known to the model).
+
+    With `parallel` False (the API's `disable_parallel_tool_use`) an engine makes
+    at most one call; core also stops a generation at its second call.
+    """
+
+    mode: ToolChoiceMode = "auto"
+    name: str | None = None
+    parallel: bool = True
+
+    @property
+    def required(self) -> bool:
+        return self.mode in ("any", "tool")
+
+    def allowed(self, tools: tuple[ToolSpec, ...]) -> tuple[ToolSpec, ...]:
+        """The tools a call may go to under this choice."""
+        if self.mode == "none":
+            return ()
+        if self.mode == "tool":
+            return tuple(t for t in tools if t.name == self.name)
+        return tools
+
+
+# --- the request ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -31,8 +210,10 @@ class Sampling:
 class GenerationRequest:
     """What an engine is asked to do: a conversation to continue, and limits.
 
-    `turns` are already role-checked and merged; when the last turn is an
-    assistant turn it is a prefill that the reply continues (api-spec §5.2).
+    `turns` are already role-checked, merged and tool-paired; when the last turn
+    is an assistant turn it is a prefill that the reply continues (api-spec
+    §5.2). `tools` is empty when the request had none; `tool_choice` is then
+    meaningless.
     """
 
     model: str
@@ -41,12 +222,20 @@ class GenerationRequest:
     max_tokens: int
     stop_sequences: tuple[str, ...] = ()
     sampling: Sampling = field(default_factory=Sampling)
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: ToolChoice = field(default_factory=ToolChoice)
 
     @property
     def prefill(self) -> str | None:
         if self.turns and self.turns[-1].role == "assistant":
             return self.turns[-1].text
         return None
+
+    def tool(self, name: str) -> ToolSpec | None:
+        return next((t for t in self.tools if t.name == name), None)
+
+
+# --- what engines emit ----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -58,12 +247,36 @@ class TextChunk:
 
 
 @dataclass(frozen=True)
-class Finished:
-    reason: EngineStopReason
+class ToolCallStart:
+    """The model starts a call to tool `name`. `id` is None unless the backend has
+    its own id to keep; core then assigns a `toolu_` id."""
+
+    name: str
+    output_tokens: int
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class ToolInputChunk:
+    """The next fragment of the current call's input JSON (may be empty)."""
+
+    partial_json: str
     output_tokens: int
 
 
-EngineEvent = TextChunk | Finished
+@dataclass(frozen=True)
+class Finished:
+    """The end of a generation. `input_tokens`: the backend's own count of the prompt,
+    when it only knows it at the end (it replaces the estimate from `prepare` in the
+    final usage; `message_start` keeps the estimate)."""
+
+    reason: EngineStopReason
+    output_tokens: int
+    stop_sequence: str | None = None
+    input_tokens: int | None = None
+
+
+EngineEvent = TextChunk | ToolCallStart | ToolInputChunk | Finished
 
 
 @dataclass

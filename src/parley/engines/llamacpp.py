@@ -23,22 +23,28 @@ from pathlib import Path
 from typing import Any
 
 import llama_cpp
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from llama_cpp.llama_grammar import LlamaGrammar
 
-from parley.core.generation import EngineEvent, Finished, GenerationRequest, TextChunk
+from parley.core.generation import (
+    EngineCapabilities,
+    EngineEvent,
+    Finished,
+    GenerationRequest,
+    TextChunk,
+    ToolCallStart,
+    ToolInputChunk,
+)
 from parley.core.slots import SlotPool
+from parley.core.tool_schemas import input_errors
 from parley.engines.base import Engine, PreparedGeneration
+from parley.engines.chat_template import ChatTemplate
+from parley.engines.hermes import CallSplitter, CallStartOut, InputOut, SplitEvent, TextOut
+from parley.engines.llamacpp_grammar import call_grammar
 from parley.errors import APIError, InternalServerError
 
 log = logging.getLogger(__name__)
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_CHATML = (
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content']"
-    " + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}"
-    "{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-_PREFILL_MARK = "\x00parley-prefill\x00"
 
 
 def bundled_model_path() -> Path:
@@ -56,33 +62,42 @@ class _Slot:
     worker: ThreadPoolExecutor
 
 
-class ChatTemplate:
-    """The model's own Jinja chat template from the GGUF metadata (ChatML if absent)."""
+@dataclass(frozen=True)
+class ToolPlan:
+    """How a request's tools shape its generation (see README "Tools and images").
 
-    def __init__(self, source: str | None, bos: str, eos: str) -> None:
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        self._template = env.from_string(source or _CHATML)
-        self._specials = {"bos_token": bos, "eos_token": eos}
+    - no tools, or tool_choice none: free text, no grammar;
+    - any / tool: the prompt ends in an opened `<tool_call>` and the grammar allows
+      only a call to the allowed tool(s), with schema-valid input;
+    - auto: the grammar allows a call (if the reply begins with `<tool_call>`) or
+      any text that does not begin so; the model's first tokens decide.
+    One call per turn: the grammar ends after the call, which also honours
+    disable_parallel_tool_use.
+    """
 
-    def render(self, request: GenerationRequest) -> str:
-        messages = [{"role": "system", "content": request.system}] if request.system else []
-        messages += [{"role": t.role, "content": t.text} for t in request.turns]
-        prefill = request.prefill
-        if prefill is None:
-            return self._template.render(
-                messages=messages, add_generation_prompt=True, **self._specials
-            )
-        # Render the prefill as a finished assistant turn with a marker at its end,
-        # then cut there: the prompt ends inside the assistant turn, whatever the
-        # template's syntax, and the reply continues the prefill.
-        messages[-1]["content"] = prefill + _PREFILL_MARK
-        text = self._template.render(
-            messages=messages, add_generation_prompt=False, **self._specials
-        )
-        return text[: text.index(_PREFILL_MARK)]
+    grammar: str | None = None
+    forced: bool = False
+
+    @classmethod
+    def of(cls, request: GenerationRequest) -> ToolPlan:
+        allowed = request.tool_choice.allowed(request.tools)
+        if not allowed:
+            return cls()
+        forced = request.tool_choice.required
+        tools = [(t.name, t.input_schema) for t in allowed]
+        return cls(call_grammar(tools, allow_text=not forced), forced)
+
+
+@dataclass(frozen=True)
+class _Prompt:
+    tokens: list[int]
+    plan: ToolPlan
 
 
 class LlamaCppEngine(Engine):
+    # Text only: SmolLM2 has no vision tower. Tools: calls are grammar-constrained.
+    capabilities = EngineCapabilities(images=False, tools=True)
+
     def __init__(
         self,
         model_path: Path | None = None,
@@ -141,22 +156,28 @@ class LlamaCppEngine(Engine):
             self._threads,
         )
 
-    def _tokenize(self, request: GenerationRequest) -> list[int]:
+    def _tokenize(self, request: GenerationRequest, plan: ToolPlan) -> list[int]:
         assert self._template is not None
-        prompt = self._template.render(request)
+        prompt = self._template.render(request, open_call=plan.forced)
         tokens: list[int] = self._vocab.tokenize(
             prompt.encode("utf-8"), add_bos=self._add_bos, special=True
         )
         return tokens
 
+    def _prompt(self, request: GenerationRequest) -> _Prompt:
+        plan = ToolPlan.of(request)
+        return _Prompt(self._tokenize(request, plan), plan)
+
     async def count_tokens(self, request: GenerationRequest) -> int:
-        return len(await asyncio.to_thread(self._tokenize, request))
+        # The same rendering as prepare(): tools, earlier calls and a forced call's
+        # opening all count, as they are what the model is given.
+        return len((await asyncio.to_thread(self._prompt, request)).tokens)
 
     async def prepare(self, request: GenerationRequest) -> PreparedGeneration:
         assert self._pool is not None, "engine not started"
         self._pool.admit()
-        tokens = await asyncio.to_thread(self._tokenize, request)
-        return PreparedGeneration(request, len(tokens), tokens)
+        prompt = await asyncio.to_thread(self._prompt, request)
+        return PreparedGeneration(request, len(prompt.tokens), prompt)
 
     async def generate(self, prepared: PreparedGeneration) -> AsyncGenerator[EngineEvent, None]:
         assert self._pool is not None, "engine not started"
@@ -172,7 +193,7 @@ class LlamaCppEngine(Engine):
             except RuntimeError:  # the loop is closed: nobody is listening any more
                 cancelled.set()
 
-        assert isinstance(prepared.prompt, list)
+        assert isinstance(prepared.prompt, _Prompt)
         job = loop.run_in_executor(
             slot.worker, _decode, slot.llm, prepared.prompt, prepared.request, emit, cancelled
         )
@@ -209,7 +230,7 @@ def _token_text(llm: Any, token: int) -> str:
 
 def _decode(
     llm: Any,
-    tokens: list[int],
+    prompt: _Prompt,
     request: GenerationRequest,
     emit: Callable[[EngineEvent | BaseException], None],
     cancelled: threading.Event,
@@ -219,6 +240,11 @@ def _decode(
     llm.set_seed(sampling.seed if sampling.seed is not None else secrets.randbits(31))
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     vocab = llm._model.vocab
+    plan = prompt.plan
+    # A fresh grammar object per request: generate() builds a new sampler chain from
+    # it, so no grammar state survives into the slot's next request.
+    grammar = LlamaGrammar.from_string(plan.grammar) if plan.grammar else None
+    calls = _CallEvents(request, plan) if grammar is not None else None
     if sampling.greedy:
         # Reusing a cached KV prefix evaluates only the prompt's tail, in batches of
         # another shape, and the float results differ enough to flip greedy choices.
@@ -227,7 +253,7 @@ def _decode(
     produced = 0
     try:
         for token in llm.generate(
-            tokens,
+            prompt.tokens,
             temp=sampling.temperature,
             top_k=sampling.top_k or 0,
             top_p=1.0 if sampling.top_p is None else sampling.top_p,
@@ -235,18 +261,66 @@ def _decode(
             # the far tail at temperature 1.0 (the API default).
             min_p=0.05,
             repeat_penalty=1.0,
+            grammar=grammar,
         ):
             if cancelled.is_set():
                 log.info("generation cancelled after %d tokens; slot free", produced)
                 return
             produced += 1
             if llama_cpp.llama_vocab_is_eog(vocab, token):
-                emit(Finished("end_turn", produced))
+                if calls is not None:
+                    calls.finish(produced, emit, complete=True)
+                    emit(Finished("tool_use" if calls.called else "end_turn", produced))
+                else:
+                    emit(Finished("end_turn", produced))
                 return
             text = decoder.decode(llm.detokenize([token]))
-            emit(TextChunk(text, produced))
+            if calls is not None:
+                calls.feed(text, produced, emit)
+            elif text:
+                emit(TextChunk(text, produced))
             if produced >= request.max_tokens:
+                if calls is not None:
+                    calls.finish(produced, emit, complete=False)
                 emit(Finished("max_tokens", produced))
                 return
     except Exception as exc:  # translated on the event-loop side
         emit(exc)
+
+
+class _CallEvents:
+    """The splitter's output as neutral events, and a check of the finished input."""
+
+    def __init__(self, request: GenerationRequest, plan: ToolPlan) -> None:
+        self._request = request
+        self._splitter = CallSplitter(forced=plan.forced)
+        self._input = ""
+
+    @property
+    def called(self) -> bool:
+        return self._splitter.name is not None
+
+    def feed(self, text: str, produced: int, emit: Callable[[EngineEvent], None]) -> None:
+        self._emit(self._splitter.feed(text), produced, emit)
+
+    def finish(self, produced: int, emit: Callable[[EngineEvent], None], *, complete: bool) -> None:
+        self._emit(self._splitter.finish(), produced, emit)
+        tool = self._request.tool(self._splitter.name or "")
+        if tool is not None and complete:
+            problems = input_errors(tool.input_schema, self._input)
+            if problems:
+                # Only a schema the grammar could not express fully gets here (see
+                # engines.llamacpp_grammar); the call is still passed on as made.
+                log.warning("tool %s input does not match its schema: %s", tool.name, problems)
+
+    def _emit(
+        self, events: list[SplitEvent], produced: int, emit: Callable[[EngineEvent], None]
+    ) -> None:
+        for event in events:
+            if isinstance(event, TextOut):
+                emit(TextChunk(event.text, produced))
+            elif isinstance(event, CallStartOut):
+                emit(ToolCallStart(event.name, produced))
+            elif isinstance(event, InputOut):
+                self._input += event.partial_json
+                emit(ToolInputChunk(event.partial_json, produced))

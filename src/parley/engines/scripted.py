@@ -1,44 +1,109 @@
 """A deterministic engine without a model: for tests, demos and fault injection.
 
-The reply is decided by directives in the last user turn, one per line:
+The reply is decided by directives in the last user turn's text, one per line:
 
 - ``say: TEXT``: reply exactly TEXT.
 - ``count: N``: reply ``1 2 3 ... N``.
+- ``tool: NAME {JSON}``: call tool NAME with that input (``{}`` when omitted);
+  several lines make several calls, after any ``say:`` text. Honoured as far as
+  tool_choice allows: never under ``none``, only NAME's own under ``tool``.
 - ``fail: ERROR_TYPE``: after the reply's first token, fail with that API error
   type (for example ``overloaded_error``), which a stream reports as an
   ``event: error`` frame.
-- anything else: reply ``Echo: <the last user turn>``.
+- anything else: reply ``Echo: <the last user turn>``, where images read as
+  ``[image/png 64x48]`` and tool results as their text.
+
+With tool_choice ``any`` or ``tool`` and no usable ``tool:`` line, the reply is
+one call to the chosen (or first) tool whose input is the smallest value its
+schema allows (`core.tool_schemas.minimal_instance`).
 
 Tokens are whitespace-delimited words (each with its trailing space), so
-token counts are easy to reason about in tests.
+token counts are easy to reason about in tests; a call counts one token for
+its name and one per word of its input JSON, which streams word by word. The
+prompt holds each tool as its name only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
 
-from parley.core.generation import EngineEvent, Finished, GenerationRequest, TextChunk
+from parley.core.generation import (
+    EngineCapabilities,
+    EngineEvent,
+    Finished,
+    GenerationRequest,
+    ImagePart,
+    TextChunk,
+    TextPart,
+    ToolCall,
+    ToolCallStart,
+    ToolInputChunk,
+    ToolResult,
+    Turn,
+)
 from parley.core.slots import SlotPool
+from parley.core.tool_schemas import minimal_instance
 from parley.engines.base import Engine, PreparedGeneration
-from parley.errors import ERROR_CLASSES_BY_TYPE, InternalServerError
+from parley.errors import ERROR_CLASSES_BY_TYPE, InternalServerError, InvalidRequestError
 
 _TOKEN = re.compile(r"\s*\S+\s*|\s+")
-_DIRECTIVE = re.compile(r"^(say|count|fail):\s?(.*)$", re.MULTILINE)
+_DIRECTIVE = re.compile(r"^(say|count|fail|tool):\s?(.*)$", re.MULTILINE)
+_TOOL = re.compile(r"^([a-zA-Z0-9_-]+)\s*(.*)$", re.DOTALL)
 
 
 def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
+def _image(image: ImagePart) -> str:
+    size = f" {image.width}x{image.height}" if image.width is not None else ""
+    return f"[{image.media_type}{size}]"
+
+
+def _content(turn: Turn, *, calls: bool) -> str:
+    """A turn in words. Text-only turns are exactly their text."""
+    if all(isinstance(p, TextPart) for p in turn.parts):
+        return turn.text
+    pieces: list[str] = []
+    for part in turn.parts:
+        if isinstance(part, TextPart):
+            pieces.append(part.text)
+        elif isinstance(part, ImagePart):
+            pieces.append(_image(part))
+        elif isinstance(part, ToolCall) and calls:
+            pieces.append(f"[call {part.name} {part.input_json}]")
+        elif isinstance(part, ToolResult):
+            inner = [p.text if isinstance(p, TextPart) else _image(p) for p in part.content]
+            pieces.append(("[error] " if part.is_error else "") + " ".join(inner))
+    return " ".join(p for p in pieces if p)
+
+
 def render_prompt(request: GenerationRequest) -> str:
     parts = [f"<system>{request.system}</system>"] if request.system else []
-    parts += [f"<{t.role}>{t.text}</{t.role}>" for t in request.turns]
+    if request.tools:
+        # One word per tool: agents send tens of KB of definitions (Claude Code does),
+        # which would not fit a scripted model's context if counted in full.
+        parts.append(f"<tools>{' '.join(t.name for t in request.tools)}</tools>")
+    parts += [f"<{t.role}>{_content(t, calls=True)}</{t.role}>" for t in request.turns]
     return "".join(parts)
 
 
+@dataclass
+class Script:
+    text: str = ""
+    calls: list[tuple[str, str]] = field(default_factory=list)  # (name, input JSON)
+    failure: Exception | None = None
+
+
 class ScriptedEngine(Engine):
+    # Tools always; images only when the model's config says so (`images = true`),
+    # so a default scripted model stands in for a text-only one.
+    capabilities = EngineCapabilities(images=False, tools=True)
+
     def __init__(
         self,
         *,
@@ -63,45 +128,98 @@ class ScriptedEngine(Engine):
         return len(tokenize(render_prompt(request)))
 
     async def prepare(self, request: GenerationRequest) -> PreparedGeneration:
+        script = write_script(request)
         self._pool.admit()
-        return PreparedGeneration(request, await self.count_tokens(request), None)
+        return PreparedGeneration(request, await self.count_tokens(request), script)
 
     async def generate(self, prepared: PreparedGeneration) -> AsyncGenerator[EngineEvent, None]:
         request = prepared.request
-        reply, failure = _script(request)
+        script = prepared.prompt
+        assert isinstance(script, Script)
         slot = await self._pool.acquire()
         try:
             produced = 0
-            for token in tokenize(reply):
+            for event in _events(script):
                 if produced >= request.max_tokens:
                     yield Finished("max_tokens", produced)
                     return
                 if self._token_delay:
                     await asyncio.sleep(self._token_delay)
                 produced += 1
-                yield TextChunk(token, produced)
-                if failure is not None:
-                    raise failure
-            yield Finished("end_turn", produced)
+                yield _counted(event, produced)
+                if script.failure is not None:
+                    raise script.failure
+            yield Finished("tool_use" if script.calls else "end_turn", produced)
         finally:
             self._pool.release(slot)
 
 
-def _script(request: GenerationRequest) -> tuple[str, Exception | None]:
-    last_user = next((t.text for t in reversed(request.turns) if t.role == "user"), "")
-    directives = dict((m.group(1), m.group(2)) for m in _DIRECTIVE.finditer(last_user))
-    failure: Exception | None = None
-    if "fail" in directives:
-        error_type = directives["fail"].strip()
+def _events(script: Script) -> list[TextChunk | ToolCallStart | ToolInputChunk]:
+    events: list[TextChunk | ToolCallStart | ToolInputChunk] = [
+        TextChunk(token, 0) for token in tokenize(script.text)
+    ]
+    for name, input_json in script.calls:
+        events.append(ToolCallStart(name, 0))
+        events += [ToolInputChunk(word, 0) for word in tokenize(input_json)]
+    return events
+
+
+def _counted(
+    event: TextChunk | ToolCallStart | ToolInputChunk, produced: int
+) -> TextChunk | ToolCallStart | ToolInputChunk:
+    if isinstance(event, TextChunk):
+        return TextChunk(event.text, produced)
+    if isinstance(event, ToolCallStart):
+        return ToolCallStart(event.name, produced)
+    return ToolInputChunk(event.partial_json, produced)
+
+
+def write_script(request: GenerationRequest) -> Script:
+    last_user = next((t for t in reversed(request.turns) if t.role == "user"), Turn("user", ()))
+    directives = [(m.group(1), m.group(2)) for m in _DIRECTIVE.finditer(last_user.text)]
+    found = dict(directives)
+    script = Script()
+    if "fail" in found:
+        error_type = found["fail"].strip()
         cls = ERROR_CLASSES_BY_TYPE.get(error_type, InternalServerError)
-        failure = cls(
+        script.failure = cls(
             "Overloaded" if error_type == "overloaded_error" else f"Scripted {error_type}"
         )
-    if "say" in directives:
-        return directives["say"], failure
-    if "count" in directives:
-        n = int(directives["count"].strip() or "0")
-        return " ".join(str(i) for i in range(1, n + 1)), failure
-    if failure is not None:
-        return "Failing soon", failure
-    return f"Echo: {last_user}", None
+    script.calls = _calls(request, [value for name, value in directives if name == "tool"])
+    if "say" in found:
+        script.text = found["say"]
+    elif "count" in found:
+        n = int(found["count"].strip() or "0")
+        script.text = " ".join(str(i) for i in range(1, n + 1))
+    elif script.failure is not None:
+        script.text = "Failing soon"
+    elif not script.calls:
+        script.text = f"Echo: {_content(last_user, calls=False)}"
+    return script
+
+
+def _calls(request: GenerationRequest, lines: list[str]) -> list[tuple[str, str]]:
+    allowed = {t.name for t in request.tool_choice.allowed(request.tools)}
+    calls: list[tuple[str, str]] = []
+    for line in lines:
+        match = _TOOL.match(line.strip())
+        if match is None:
+            raise InvalidRequestError(f"scripted engine: bad tool directive {line!r}")
+        name, raw = match.group(1), match.group(2).strip() or "{}"
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            raise InvalidRequestError(f"scripted engine: tool input is not JSON: {raw}") from None
+        if not isinstance(value, dict):
+            raise InvalidRequestError(f"scripted engine: tool input is not an object: {raw}")
+        # A name the request does not define is still called (a client's handling of
+        # unknown tools can be tested), unless tool_choice rules it out.
+        if request.tool_choice.mode == "none":
+            continue
+        if request.tool_choice.mode == "tool" and name not in allowed:
+            continue
+        calls.append((name, json.dumps(value)))
+    if not calls and request.tool_choice.required and allowed:
+        tool = next(t for t in request.tools if t.name in allowed)
+        calls.append((tool.name, json.dumps(minimal_instance(tool.input_schema))))
+    return calls

@@ -59,9 +59,13 @@ class DocumentBlockParam(Strict):
     cache_control: CacheControl | None = None
 
 
+# Observed: `messages.1.content.1.tool_use.id: String should match pattern '^[a-zA-Z0-9_-]+$'`.
+ToolUseId = Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]+$")]
+
+
 class ToolUseBlockParam(Strict):
     type: Literal["tool_use"]
-    id: str
+    id: ToolUseId
     name: str
     input: dict[str, Any]
     cache_control: CacheControl | None = None
@@ -76,7 +80,7 @@ ToolResultContentBlock = Annotated[
 
 class ToolResultBlockParam(Strict):
     type: Literal["tool_result"]
-    tool_use_id: str
+    tool_use_id: ToolUseId
     content: str | list[ToolResultContentBlock] | None = None
     is_error: bool | None = None
     cache_control: CacheControl | None = None

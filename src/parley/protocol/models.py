@@ -14,6 +14,8 @@ class Supported(BaseModel):
 class ThinkingTypes(BaseModel):
     adaptive: Supported
     enabled: Supported
+    between_tools: Supported
+    disabled: Supported
 
 
 class ThinkingCapability(BaseModel):
@@ -21,14 +23,38 @@ class ThinkingCapability(BaseModel):
     types: ThinkingTypes
 
 
+class EffortCapability(BaseModel):
+    supported: bool
+    low: Supported
+    medium: Supported
+    high: Supported
+    max: Supported
+
+
+class ContextManagementCapability(BaseModel):
+    supported: bool
+
+
+class ServerToolsCapability(BaseModel):
+    supported: bool
+    code_execution: Supported
+    web_search: Supported
+
+
 class ModelCapabilities(BaseModel):
     batch: Supported
     citations: Supported
     code_execution: Supported
+    context_management: ContextManagementCapability
+    effort: EffortCapability
     image_input: Supported
     pdf_input: Supported
+    server_tools: ServerToolsCapability
     structured_outputs: Supported
     thinking: ThinkingCapability
+    # Not in the API's object (every Claude model calls tools): Parley's engines differ,
+    # so this says whether the model takes `tools`. The SDKs keep unknown keys.
+    tool_use: Supported
 
 
 class ModelInfo(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Discriminator, Field, Tag
 
 from parley.protocol.content import CacheControl, ContentBlockParam, Strict, TextBlockParam
 
@@ -24,6 +24,9 @@ class Metadata(Strict):
 
 
 class ToolInputSchema(Strict):
+    """A JSON Schema for a tool's input; only its top level is typed here (it must
+    describe an object). The rest of the schema is checked by core."""
+
     model_config = Strict.model_config | {"extra": "allow"}
     type: Literal["object"]
     properties: dict[str, Any] | None = None
@@ -37,6 +40,28 @@ class CustomTool(Strict):
     input_schema: ToolInputSchema
     cache_control: CacheControl | None = None
     strict: bool | None = None
+
+
+class ServerTool(Strict):
+    """A built-in tool, discriminated by a versioned `type` (`bash_20250124`,
+    `web_search_20250305`, ...). Parsed only so that core can refuse it by name."""
+
+    model_config = Strict.model_config | {"extra": "allow"}
+    type: str
+    name: str | None = None
+
+
+def _tool_tag(value: Any) -> str:
+    # `type` is optional on custom tools, yet errors carry the `custom` tag in their
+    # path (`tools.0.custom.name: ...`, api-spec §5.4).
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return "custom" if kind in (None, "custom") else "server"
+
+
+ToolParam = Annotated[
+    Annotated[CustomTool, Tag("custom")] | Annotated[ServerTool, Tag("server")],
+    Discriminator(_tool_tag),
+]
 
 
 class ToolChoiceAuto(Strict):
@@ -89,7 +114,7 @@ class _PromptParams(Strict):
     model: Annotated[str, Field(min_length=1)]
     messages: list[MessageParam]
     system: SystemContent | None = None
-    tools: list[CustomTool] | None = None
+    tools: list[ToolParam] | None = None
     tool_choice: ToolChoice | None = None
     thinking: ThinkingConfig | None = None
     # Newer optional fields (api-spec §5.1, api-version §19.4): accepted, not acted on.

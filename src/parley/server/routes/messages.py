@@ -31,7 +31,9 @@ async def create_message(request: Request) -> Response:
     entry = svc.registry.resolve(params.model)
     limiter = svc.rate_limiter
     await limiter.check_budget(key, entry.id)
-    prepared = await prepare_message(entry.engine, params, entry.max_output_tokens)
+    prepared = await prepare_message(
+        entry.engine, params, entry.max_output_tokens, images=svc.image_fetcher
+    )
     admission = await limiter.admit_message(key, entry.id, prepared.input_tokens, params.max_tokens)
     meter = Meter()
     events = finalized(
@@ -68,5 +70,6 @@ async def count_tokens(request: Request) -> Response:
     svc = services(request)
     entry = svc.registry.resolve(params.model)
     headers = await svc.rate_limiter.admit_count_tokens(key, entry.id)
-    count = await entry.engine.count_tokens(counting_request(params))
+    counted = await counting_request(params, entry.engine.capabilities, svc.image_fetcher)
+    count = await entry.engine.count_tokens(counted)
     return JSONResponse(TokenCount(input_tokens=count).model_dump(), headers=headers)

@@ -1,0 +1,59 @@
+"""`tools` and `tool_choice` beyond the schema (api-spec §5.4) -> neutral ToolSpecs."""
+
+from __future__ import annotations
+
+from parley.core.generation import EngineCapabilities, ToolChoice, ToolSpec
+from parley.core.tool_schemas import check_input_schema
+from parley.errors import InvalidRequestError
+from parley.protocol.requests import (
+    CustomTool,
+    ServerTool,
+    ToolChoiceAny,
+    ToolChoiceAuto,
+    ToolChoiceNone,
+    ToolChoiceTool,
+)
+
+ToolChoiceParam = ToolChoiceAuto | ToolChoiceAny | ToolChoiceTool | ToolChoiceNone
+
+
+def tool_specs(
+    tools: list[CustomTool | ServerTool] | None, capabilities: EngineCapabilities, model: str
+) -> tuple[ToolSpec, ...]:
+    if not tools:
+        return ()
+    if not capabilities.tools:
+        raise InvalidRequestError(f"tools: model {model} does not support tool use.")
+    specs: list[ToolSpec] = []
+    for i, tool in enumerate(tools):
+        if isinstance(tool, ServerTool):
+            # Server tools (web search, code execution, ...) run on Anthropic's side;
+            # there is nothing here to run them.
+            raise InvalidRequestError(
+                f"tools.{i}: tool type '{tool.type}' is not supported by model {model}"
+            )
+        schema = tool.input_schema.model_dump(exclude_unset=True)
+        check_input_schema(schema, f"tools.{i}.custom.input_schema")
+        specs.append(ToolSpec(tool.name, tool.description, schema))
+    if len({s.name for s in specs}) != len(specs):
+        raise InvalidRequestError("tools: Tool names must be unique.")
+    return tuple(specs)
+
+
+def tool_choice(choice: ToolChoiceParam | None, tools: tuple[ToolSpec, ...]) -> ToolChoice:
+    if choice is None:
+        return ToolChoice()
+    if isinstance(choice, ToolChoiceNone):
+        return ToolChoice("none")
+    if not tools and isinstance(choice, ToolChoiceAny | ToolChoiceTool):
+        # Wording unconfirmed; a call that cannot be made is refused rather than ignored.
+        raise InvalidRequestError("tool_choice may only be specified while providing tools.")
+    parallel = not choice.disable_parallel_tool_use
+    if isinstance(choice, ToolChoiceTool):
+        if not any(t.name == choice.name for t in tools):
+            # Wording unconfirmed (seen quoted by clients of the real API).
+            raise InvalidRequestError(
+                f"tool_choice.tool.name: Tool '{choice.name}' not found in provided tools"
+            )
+        return ToolChoice("tool", choice.name, parallel)
+    return ToolChoice("any" if isinstance(choice, ToolChoiceAny) else "auto", None, parallel)

@@ -1,0 +1,153 @@
+"""How core turns an engine's neutral tool-call events into content blocks, and what
+it enforces on engines (the contract in parley.core.generation)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import pytest
+
+from parley.core.generation import (
+    EngineEvent,
+    Finished,
+    GenerationRequest,
+    TextChunk,
+    ToolCallStart,
+    ToolChoice,
+    ToolInputChunk,
+    ToolSpec,
+    Turn,
+)
+from parley.core.messages import collect_message, message_events
+from parley.engines.base import Engine, PreparedGeneration
+from parley.errors import InternalServerError
+from parley.protocol.stream import ContentBlockDeltaEvent, ContentBlockStartEvent
+
+
+class FixedEngine(Engine):
+    """Replays a list of events, whatever it is asked."""
+
+    def __init__(self, events: list[EngineEvent]) -> None:
+        self.events = events
+
+    @property
+    def context_window(self) -> int:
+        return 1000
+
+    async def count_tokens(self, request: GenerationRequest) -> int:
+        return 1
+
+    async def prepare(self, request: GenerationRequest) -> PreparedGeneration:
+        return PreparedGeneration(request, 1, None)
+
+    async def generate(self, prepared: PreparedGeneration) -> AsyncGenerator[EngineEvent, None]:
+        for event in self.events:
+            yield event
+
+
+def request(choice: ToolChoice | None = None, **kw: Any) -> GenerationRequest:
+    return GenerationRequest(
+        model="m",
+        system=None,
+        turns=(Turn.of("user", "hi"),),
+        max_tokens=100,
+        tools=(ToolSpec("a", None, {"type": "object"}), ToolSpec("b", None, {"type": "object"})),
+        tool_choice=choice or ToolChoice(),
+        **kw,
+    )
+
+
+async def run(events: list[EngineEvent], req: GenerationRequest | None = None) -> Any:
+    engine = FixedEngine(events)
+    prepared = await engine.prepare(req or request())
+    return await collect_message(message_events(engine, prepared))
+
+
+async def test_calls_become_tool_use_blocks() -> None:
+    message = await run(
+        [
+            TextChunk("Let me see.", 3),
+            ToolCallStart("a", 4),
+            ToolInputChunk('{"x": ', 5),
+            ToolInputChunk("1}", 6),
+            ToolCallStart("b", 7, id="toolu_upstream"),
+            Finished("end_turn", 8),
+        ]
+    )
+    assert [b.type for b in message.content] == ["text", "tool_use", "tool_use"]
+    assert message.content[1].input == {"x": 1}
+    assert message.content[1].id.startswith("toolu_01")
+    assert message.content[2].id == "toolu_upstream"
+    assert message.content[2].input == {}
+    assert message.stop_reason == "tool_use"
+    assert message.usage.output_tokens == 8
+
+
+async def test_tool_use_without_calls_is_end_turn() -> None:
+    message = await run([TextChunk("hi", 1), Finished("tool_use", 1)])
+    assert message.stop_reason == "end_turn"
+
+
+async def test_second_call_is_dropped_when_parallel_calls_are_off() -> None:
+    events: list[EngineEvent] = [
+        ToolCallStart("a", 1),
+        ToolInputChunk("{}", 2),
+        ToolCallStart("b", 3),
+        ToolInputChunk("{}", 4),
+        Finished("tool_use", 4),
+    ]
+    message = await run(events, request(ToolChoice("auto", parallel=False)))
+    assert [b.name for b in message.content] == ["a"]
+    assert message.stop_reason == "tool_use"
+
+
+async def test_text_after_a_call_opens_a_new_block() -> None:
+    engine = FixedEngine(
+        [
+            ToolCallStart("a", 1),
+            ToolInputChunk("{}", 2),
+            TextChunk("done", 3),
+            Finished("end_turn", 3),
+        ]
+    )
+    events = [e async for e in message_events(engine, await engine.prepare(request()))]
+    starts = [e for e in events if isinstance(e, ContentBlockStartEvent)]
+    assert [(s.index, s.content_block.type) for s in starts] == [(0, "tool_use"), (1, "text")]
+    deltas = [e for e in events if isinstance(e, ContentBlockDeltaEvent)]
+    assert [d.index for d in deltas] == [0, 0, 1]  # the empty opening fragment, then "{}"
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        [ToolCallStart("a", 1), ToolInputChunk('{"x": ', 2), Finished("end_turn", 2)],
+        [ToolCallStart("a", 1), ToolInputChunk("[1, 2]", 2), Finished("end_turn", 2)],
+        [ToolInputChunk("{}", 1), Finished("end_turn", 1)],
+    ],
+)
+async def test_broken_calls_fail_the_message(events: list[EngineEvent]) -> None:
+    with pytest.raises(InternalServerError):
+        await run(events)
+
+
+async def test_calls_under_tool_choice_none_fail_the_message() -> None:
+    with pytest.raises(InternalServerError):
+        await run([ToolCallStart("a", 1), Finished("tool_use", 1)], request(ToolChoice("none")))
+
+
+async def test_a_call_cut_off_by_max_tokens_keeps_what_parses() -> None:
+    message = await run(
+        [ToolCallStart("a", 1), ToolInputChunk('{"x": 1, "y": [1, 2', 2), Finished("max_tokens", 2)]
+    )
+    assert message.content[0].input == {"x": 1, "y": [1, 2]}
+    assert message.stop_reason == "max_tokens"
+
+
+async def test_engine_reported_stop_sequence_and_input_tokens() -> None:
+    message = await run(
+        [TextChunk("a", 1), Finished("stop_sequence", 1, stop_sequence="##", input_tokens=42)]
+    )
+    assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "##")
+    # message_start carries the estimate (1); the final usage has the engine's count.
+    assert message.usage.input_tokens == 42
