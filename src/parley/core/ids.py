@@ -22,3 +22,7 @@ def request_id() -> str:
 
 def tool_use_id() -> str:
     return "toolu_01" + _base62(22)
+
+
+def message_batch_id() -> str:
+    return "msgbatch_01" + _base62(22)

@@ -20,7 +20,7 @@ from parley.server.errors import (
     handle_unexpected,
 )
 from parley.server.middleware import EdgeMiddleware
-from parley.server.routes import admin, messages, models, root, web
+from parley.server.routes import admin, batches, messages, models, root, web
 from parley.services import Services
 
 
@@ -29,6 +29,12 @@ def routes() -> list[BaseRoute]:
         Route("/", root.root, methods=["GET", "HEAD"]),
         Route("/v1/messages", messages.create_message, methods=["POST"]),
         Route("/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
+        Route("/v1/messages/batches", batches.create_batch, methods=["POST"]),
+        Route("/v1/messages/batches", batches.list_batches, methods=["GET"]),
+        Route("/v1/messages/batches/{batch_id}", batches.get_batch, methods=["GET"]),
+        Route("/v1/messages/batches/{batch_id}", batches.delete_batch, methods=["DELETE"]),
+        Route("/v1/messages/batches/{batch_id}/cancel", batches.cancel_batch, methods=["POST"]),
+        Route("/v1/messages/batches/{batch_id}/results", batches.batch_results, methods=["GET"]),
         Route("/v1/models", models.list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", models.get_model, methods=["GET"]),
         Route("/v1/organizations/api_keys", admin.list_api_keys, methods=["GET"]),

@@ -7,6 +7,7 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from parley.config import Settings
 from parley.core.ids import request_id
 from parley.services import Services
 
@@ -33,10 +34,17 @@ class EdgeMiddleware:
             await send(message)
 
         length = _content_length(scope)
-        if length is not None and length > self.svc.settings.max_body_bytes:
+        if length is not None and length > _body_limit(scope, self.svc.settings):
             await _too_large(send_with_headers)
             return
         await self.app(scope, receive, send_with_headers)
+
+
+def _body_limit(scope: Scope, settings: Settings) -> int:
+    # Creating a Message Batch has a limit of its own: 256 MB, not 32 (api-spec §12).
+    if scope.get("method") == "POST" and scope.get("path") == "/v1/messages/batches":
+        return settings.max_batch_body_bytes
+    return settings.max_body_bytes
 
 
 def _content_length(scope: Scope) -> int | None:

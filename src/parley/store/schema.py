@@ -8,9 +8,12 @@ from sqlalchemy import (
     Column,
     DateTime,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
+    Text,
+    UniqueConstraint,
     true,
 )
 
@@ -46,4 +49,48 @@ usage = Table(
     Column("cache_creation_input_tokens", BigInteger, nullable=False),
     Column("cache_read_input_tokens", BigInteger, nullable=False),
     Index("usage_by_minute", "minute"),
+)
+
+# Message Batches (api-spec §11). processing_status is the wire value, plus
+# `creating` while the create body is still being read (never shown to clients).
+message_batches = Table(
+    "message_batches",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("key_id", String(64), nullable=False),
+    Column("processing_status", String(16), nullable=False),
+    # The anthropic-version of the create call: each request is validated by its rules.
+    Column("api_version", String(16), nullable=False),
+    Column("request_count", Integer, nullable=False),
+    # Final counts, written once when the batch ends (until then all are `processing`).
+    Column("succeeded", Integer, nullable=False),
+    Column("errored", Integer, nullable=False),
+    Column("canceled", Integer, nullable=False),
+    Column("expired", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("cancel_initiated_at", DateTime(timezone=True), nullable=True),
+    Column("archived_at", DateTime(timezone=True), nullable=True),
+    Index("message_batches_by_key", "key_id", "created_at"),
+    Index("message_batches_by_status", "processing_status", "created_at"),
+)
+
+# One row per request of a batch, and later its result. state: pending | running |
+# succeeded | errored | canceled | expired. A running row belongs to the worker whose
+# claim_token it carries until lease_until; its result is written only by that claim.
+batch_requests = Table(
+    "batch_requests",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("custom_id", String(64), nullable=False),
+    Column("params", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("claim_token", String(64), nullable=True),
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+    # The JSON of the `result` object, for succeeded and errored requests.
+    Column("result", Text, nullable=True),
+    UniqueConstraint("batch_id", "custom_id", name="batch_requests_custom_id"),
+    Index("batch_requests_by_state", "batch_id", "state", "position"),
 )
