@@ -1,4 +1,4 @@
-"""`parley serve`, `parley keys ...`, `parley usage`: thin wrappers over library functions.
+"""`parley serve`, `keys`, `usage`, `batches`, `models`: thin wrappers over library functions.
 
 Contract: `parley keys create` prints the new secret, and only it, as the last
 line on stdout; everything else goes to stderr. `parley keys revoke` prints the
@@ -76,6 +76,8 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # httpx logs every upstream request at INFO; the engines log upstream failures.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @click.group()
@@ -265,3 +267,167 @@ def usage(
         click.echo(json.dumps(reports.usage_json(summary), indent=2))
     else:
         reports.render_usage(summary, reports.console())
+
+
+# -- batches: over HTTP, with a key, because a batch belongs to the key that created it.
+
+base_url_option = click.option(
+    "--base-url",
+    envvar="ANTHROPIC_BASE_URL",
+    default="http://127.0.0.1:8000",
+    show_default=True,
+    help="The Parley server (env ANTHROPIC_BASE_URL).",
+)
+api_key_option = click.option(
+    "--api-key",
+    envvar="ANTHROPIC_API_KEY",
+    required=True,
+    help="The key that owns the batches (env ANTHROPIC_API_KEY).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
+
+
+def _batch_call(work: Callable[[], T]) -> T:
+    from parley.batches.client import BatchClientError, InvalidBatchFile
+
+    try:
+        return work()
+    except (BatchClientError, InvalidBatchFile) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.group()
+def batches() -> None:
+    """Message Batches on a running server (ANTHROPIC_BASE_URL, ANTHROPIC_API_KEY).
+
+    Commands that name one batch print its id as the last line on stdout; `results`
+    writes the JSONL results there.
+    """
+
+
+@batches.command("create")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--wait", is_flag=True, help="Show progress until the batch has ended.")
+@click.option("--interval", default=1.0, show_default=True, help="Seconds between polls.")
+@json_option
+@base_url_option
+@api_key_option
+def batches_create(
+    file: Path, wait: bool, interval: float, as_json: bool, base_url: str, api_key: str
+) -> None:
+    """Create a batch from FILE: one `{"custom_id": ..., "params": {...}}` per line."""
+    from parley.batches.client import BatchClient
+    from parley.batches.views import console, render_batch, wait_with_progress
+
+    err = console(stderr=True)
+    with BatchClient(base_url, api_key) as client:
+        batch = _batch_call(lambda: client.create(file))
+        total = batch["request_counts"]["processing"]
+        err.print(f"Created batch {batch['id']} with {total} requests.")
+        if wait:
+            batch = _batch_call(
+                lambda: wait_with_progress(lambda: client.retrieve(batch["id"]), err, interval)
+            )
+            render_batch(batch, err)
+    click.echo(json.dumps(batch, indent=2) if as_json else batch["id"])
+
+
+@batches.command("list")
+@click.option("--limit", default=20, show_default=True, help="How many, newest first.")
+@json_option
+@base_url_option
+@api_key_option
+def batches_list(limit: int, as_json: bool, base_url: str, api_key: str) -> None:
+    """List this key's batches, newest first."""
+    from parley.batches.client import BatchClient
+    from parley.batches.views import console, render_batches
+
+    with BatchClient(base_url, api_key) as client:
+        listed = _batch_call(lambda: client.list(limit))
+    if as_json:
+        click.echo(json.dumps(listed, indent=2))
+    else:
+        render_batches(listed, console())
+
+
+@batches.command("show")
+@click.argument("batch_id")
+@json_option
+@base_url_option
+@api_key_option
+def batches_show(batch_id: str, as_json: bool, base_url: str, api_key: str) -> None:
+    """Show one batch: status, request counts, times."""
+    from parley.batches.client import BatchClient
+    from parley.batches.views import console, render_batch
+
+    with BatchClient(base_url, api_key) as client:
+        batch, _ = _batch_call(lambda: client.retrieve(batch_id))
+    if as_json:
+        click.echo(json.dumps(batch, indent=2))
+    else:
+        render_batch(batch, console())
+
+
+@batches.command("results")
+@click.argument("batch_id")
+@click.option(
+    "--output", "-o", type=click.Path(path_type=Path, dir_okay=False), help="A file, not stdout."
+)
+@base_url_option
+@api_key_option
+def batches_results(batch_id: str, output: Path | None, base_url: str, api_key: str) -> None:
+    """Write an ended batch's results as JSONL (one line per request)."""
+    from parley.batches.client import BatchClient
+
+    def copy() -> None:
+        with BatchClient(base_url, api_key) as client:
+            if output is None:
+                for chunk in client.results(batch_id):
+                    sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+                return
+            with output.open("wb") as out:
+                for chunk in client.results(batch_id):
+                    out.write(chunk)
+
+    _batch_call(copy)
+
+
+@batches.command("cancel")
+@click.argument("batch_id")
+@json_option
+@base_url_option
+@api_key_option
+def batches_cancel(batch_id: str, as_json: bool, base_url: str, api_key: str) -> None:
+    """Cancel a batch: requests that have not run end as `canceled`."""
+    from parley.batches.client import BatchClient
+
+    with BatchClient(base_url, api_key) as client:
+        batch = _batch_call(lambda: client.cancel(batch_id))
+    click.echo(f"Batch {batch['id']} is {batch['processing_status']}.", err=True)
+    click.echo(json.dumps(batch, indent=2) if as_json else batch["id"])
+
+
+@main.group()
+def models() -> None:
+    """The configured models and their backends."""
+
+
+@models.command("list")
+@click.option("--no-check", is_flag=True, help="Do not health-check the backends.")
+@click.option("--json", "as_json", is_flag=True, help="JSON for scripts.")
+@config_option
+def models_list(no_check: bool, as_json: bool, config: Path | None) -> None:
+    """Models with their backends, each health-checked now: upstream servers are asked
+    directly (nothing is started); a local engine's model file is looked for."""
+    from parley import model_report
+    from parley.reports import console
+
+    settings = _settings(config)
+    # Each unreachable backend is reported in the output; no log lines besides.
+    logging.getLogger("parley.engines").setLevel(logging.ERROR)
+    found = asyncio.run(model_report.model_statuses(settings, check=not no_check))
+    if as_json:
+        click.echo(json.dumps(model_report.models_json(found), indent=2))
+    else:
+        model_report.render_models(found, console())

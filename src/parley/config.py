@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 EngineKind = Literal["llamacpp", "scripted"]
@@ -23,6 +23,87 @@ DEFAULT_MODEL_ID = "smollm2-135m-instruct"
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(Path.home(), ".local", "share")
     return Path(base) / "parley"
+
+
+class LocalBackendConfig(BaseModel):
+    """A backend run inside Parley: a GGUF through llama.cpp, or the scripted engine."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    engine: EngineKind
+    name: str | None = None  # shown in logs and `parley models list`
+    path: Path | None = None
+    slots: int = 2
+    threads: int = 1
+    token_delay: float = 0.0
+
+
+class _UpstreamBackendConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None  # shown in logs and `parley models list`; default: the URL
+    base_url: str
+    model: str  # the model's name on the upstream
+    # The upstream's key: inline, or (better) read from an environment variable at start.
+    # Never shown: not in logs, `models list` or any response.
+    api_key: SecretStr | None = None
+    api_key_env: str | None = None
+    connect_timeout: float = Field(default=5.0, gt=0)
+    # Longest silence between two bytes of a reply (a long prompt is read in silence).
+    read_timeout: float = Field(default=600.0, gt=0)
+    # How long a request waits for the upstream's response headers before Parley starts
+    # its own response anyway (servers that hold headers back until the first token
+    # would otherwise keep the client without pings). An upstream refusal seen within
+    # it is an HTTP error; a later one is failed over to another backend, or, with none
+    # left, an `error` event after the 200 (api-spec §6.4).
+    header_wait: float = Field(default=5.0, ge=0)
+
+    def secret(self) -> str | None:
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        if self.api_key_env:
+            return os.environ.get(self.api_key_env) or None
+        return None
+
+
+class OpenAIBackendConfig(_UpstreamBackendConfig):
+    """An OpenAI-compatible Chat Completions server (vLLM, SGLang, llama-server, Ollama)."""
+
+    engine: Literal["openai"]
+    # A final assistant turn (prefill): "continue" sends vLLM/SGLang's
+    # `continue_final_message` (llama-server and Ollama continue a final assistant
+    # message by themselves); "refuse" answers 400 for servers that cannot continue.
+    prefill: Literal["continue", "refuse"] = "continue"
+    # Ask for `usage` in streams (`stream_options.include_usage`).
+    stream_usage: bool = True
+
+
+class AnthropicBackendConfig(_UpstreamBackendConfig):
+    """Anthropic's API, or any server that speaks it (another Parley included)."""
+
+    engine: Literal["anthropic"]
+    base_url: str = "https://api.anthropic.com"
+    api_key_env: str | None = "ANTHROPIC_API_KEY"
+    anthropic_version: str = "2023-06-01"
+
+
+BackendConfig = Annotated[
+    LocalBackendConfig | OpenAIBackendConfig | AnthropicBackendConfig,
+    Field(discriminator="engine"),
+]
+
+
+class RoutingConfig(BaseModel):
+    """How requests are spread over a model's backends."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Consecutive failures (connection errors, 5xx) that take a backend out of rotation.
+    eject_after: int = Field(default=3, ge=1)
+    # How often an ejected backend is health-checked to bring it back (seconds).
+    health_check_interval: float = Field(default=5.0, gt=0)
+    # Backends one request may try before its first byte reaches the client.
+    max_attempts: int = Field(default=3, ge=1)
 
 
 class ModelConfig(BaseModel):
@@ -37,7 +118,8 @@ class ModelConfig(BaseModel):
     path: Path | None = None
     display_name: str | None = None
     created_at: str = "2024-11-01T00:00:00Z"
-    context_window: int | None = None  # None: read from the GGUF metadata
+    # None: read from the GGUF; for upstreams 8192 (openai) or 200000 (anthropic).
+    context_window: int | None = None
     max_output_tokens: int = 4096
     # llama.cpp: independent sequences served at once (one llama context each; the
     # weights are mmap'd and shared). Each slot decodes on its own thread.
@@ -45,6 +127,23 @@ class ModelConfig(BaseModel):
     threads: int = 1
     # Scripted engine: seconds between tokens (lets tests watch a stream unfold).
     token_delay: float = 0.0
+    # Several backends for this model, balanced and failed over (engines/routing.py);
+    # empty: the one local engine described by the fields above.
+    backends: list[BackendConfig] = Field(default_factory=list)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    # Declared capabilities /v1/models reports; None: what the backend kind supports.
+    images: bool | None = None
+    tools: bool | None = None
+
+    @model_validator(mode="after")
+    def _engine_fields_live_on_backends(self) -> ModelConfig:
+        local = {"engine", "path", "slots", "threads", "token_delay"} & self.model_fields_set
+        if self.backends and local:
+            raise ValueError(
+                f"model {self.id!r}: with `backends`, set {', '.join(sorted(local))} "
+                "on each backend"
+            )
+        return self
 
 
 class Limits(BaseModel):
@@ -97,7 +196,8 @@ class Settings(BaseSettings):
     port: int = 8000
     data_dir: Path = Field(default_factory=default_data_dir)
     config: Path | None = None
-    # External base URL, used in printed snippets; defaults to http://host:port.
+    # External base URL, used in printed snippets and batch `results_url`s; without it,
+    # snippets use http://host:port and results_url the request's own base URL.
     public_url: str | None = None
     # Replaces every configured model's engine, e.g. PARLEY_ENGINE=scripted for tests.
     engine: EngineKind | None = None
@@ -120,6 +220,28 @@ class Settings(BaseSettings):
     # Direct browser access (CORS with the opt-in header, api-spec §14); off: every
     # browser request is refused with the real API's "not allowed" error.
     browser_access: bool = True
+    # Image blocks with a URL source (api-spec §5.3). Off by default: a server that
+    # fetches any URL it is sent can be turned against addresses only it can reach.
+    # When on, only these hosts are fetched (exact names, "*.example.com" for
+    # subdomains, "*" for any), each response within the size cap and the timeout.
+    image_url_fetch: bool = False
+    image_url_hosts: list[str] = Field(default_factory=list)
+    image_url_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1)
+    image_url_timeout: float = Field(default=10.0, gt=0)
+    # Message Batches (api-spec §11): the API refuses create bodies over 256 MB...
+    max_batch_body_bytes: int = 256 * 1024 * 1024
+    # ... and more than 100,000 requests (operators may set a lower limit).
+    max_batch_requests: int = Field(default=100_000, ge=1, le=100_000)
+    # Batch requests one process runs at once. Each still needs an engine slot, and
+    # batch work never takes the last free slot of a pool (core/slots.py).
+    batch_concurrency: int = Field(default=4, ge=1)
+    # A claimed batch request stays claimed this long without a heartbeat; the claims
+    # of a replica that died are taken over after it (seconds).
+    batch_lease_seconds: float = Field(default=30.0, gt=0)
+    # How often an idle worker looks for batches created through other replicas.
+    batch_poll_interval: float = Field(default=1.0, gt=0)
+    # Whether this process runs the batch worker (API-only replicas may turn it off).
+    batch_worker: bool = True
 
     @classmethod
     def settings_customise_sources(
@@ -149,7 +271,7 @@ class Settings(BaseSettings):
     def effective_models(self) -> list[ModelConfig]:
         if self.engine is None:
             return self.models
-        return [m.model_copy(update={"engine": self.engine}) for m in self.models]
+        return [m.model_copy(update={"engine": self.engine, "backends": []}) for m in self.models]
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

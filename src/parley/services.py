@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -13,11 +14,15 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from parley.batches.service import BatchService
+from parley.batches.worker import BatchWorker
 from parley.config import Settings
 from parley.core.generation import Meter
+from parley.core.image_sources import ImageFetcher, ImageFetchPolicy
 from parley.engines.registry import ModelRegistry
 from parley.ratelimit.backends import BucketBackend, MemoryBackend, RedisBackend
 from parley.ratelimit.limiter import Admission, Clock, RateLimiter
+from parley.store.batches import BatchStore
 from parley.store.database import open_database
 from parley.store.keys import ApiKey, KeyStore
 from parley.store.usage import UsageRecord, UsageStore
@@ -47,6 +52,8 @@ class Services:
     keys: KeyStore | None = None
     usage: UsageStore | None = None
     limiter: RateLimiter | None = None
+    batches: BatchService | None = None
+    batch_worker: BatchWorker | None = None
     _buckets: BucketBackend | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _touched: dict[str, float] = field(default_factory=dict)
@@ -70,8 +77,23 @@ class Services:
             self._buckets, self.settings, self.usage.tokens_since, self.clock
         )
         await self.registry.start()
+        store = BatchStore(self.database)
+        self.batch_worker = BatchWorker(self, store)
+        self.batches = BatchService(
+            store,
+            self.clock,
+            max_body_bytes=self.settings.max_batch_body_bytes,
+            max_requests=self.settings.max_batch_requests,
+            spawn=self.spawn,
+            on_change=self.batch_worker.wake,
+        )
+        if self.settings.batch_worker:
+            self.batch_worker.start()
 
     async def aclose(self) -> None:
+        if self.batch_worker is not None:
+            await self.batch_worker.aclose()
+            self.batch_worker = None
         await self.drain()
         await self.registry.aclose()
         if self._buckets is not None:
@@ -122,6 +144,19 @@ class Services:
         finally:
             await self.usage_store.add(record)
 
+    @functools.cached_property
+    def image_fetcher(self) -> ImageFetcher:
+        """Fetches URL image sources under the configured policy (off by default)."""
+        settings = self.settings
+        return ImageFetcher(
+            ImageFetchPolicy(
+                enabled=settings.image_url_fetch,
+                allowed_hosts=tuple(settings.image_url_hosts),
+                max_bytes=settings.image_url_max_bytes,
+                timeout=settings.image_url_timeout,
+            )
+        )
+
     @property
     def key_store(self) -> KeyStore:
         return _started(self.keys)
@@ -133,6 +168,10 @@ class Services:
     @property
     def rate_limiter(self) -> RateLimiter:
         return _started(self.limiter)
+
+    @property
+    def batch_service(self) -> BatchService:
+        return _started(self.batches)
 
 
 T = TypeVar("T")

@@ -15,9 +15,7 @@ from parley.errors import InvalidRequestError
 
 # Names pydantic gives to members of non-discriminated unions (`str`, `list[...]`,
 # `function-after[...]`, ...). Discriminated-union tags (`text`, `custom`) stay.
-_UNION_MEMBER = re.compile(
-    r"^(str|int|float|bool|none|dict\[.*|list\[.*|[a-z-]+\[.*\]|[a-z]+-[a-z-]+)$"
-)
+_UNION_MEMBER = re.compile(r"^(str|int|float|bool|dict\[.*|list\[.*|[a-z-]+\[.*\]|[a-z]+-[a-z-]+)$")
 
 
 def _clean_path(loc: tuple[int | str, ...]) -> str:
@@ -42,9 +40,12 @@ def _pick(errors: list[Any]) -> Any:
     return max(same_field or errors, key=lambda e: len(e["loc"]))
 
 
-def invalid_request_from(exc: ValidationError) -> InvalidRequestError:
+def invalid_request_from(
+    exc: ValidationError, prefix: tuple[int | str, ...] = ()
+) -> InvalidRequestError:
+    """`prefix`: where the validated value sits in the body (e.g. `requests.3` of a batch)."""
     error = _pick(exc.errors(include_url=False))
-    path = _clean_path(error["loc"])
+    path = _clean_path(prefix + tuple(error["loc"]))
     message = error["msg"]
     if error["type"] == "missing":
         message = "Field required"

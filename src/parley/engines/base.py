@@ -1,9 +1,12 @@
 """The Engine contract.
 
 An engine turns a neutral `GenerationRequest` into a stream of neutral events
-(`TextChunk`..., then `Finished`). It owns its model's chat template and
-tokenizer. Errors are raised as `parley.errors.APIError` subclasses; before
-the first event they become HTTP errors, after it an SSE `error` event.
+(text chunks and tool calls, then `Finished`; the order and fields are described
+in `parley.core.generation`). It owns its model's chat template and tokenizer,
+and declares what it can read in `capabilities` (images, tools); core refuses
+the rest before the engine is called. Errors are raised as `parley.errors.APIError`
+subclasses; before the first event they become HTTP errors, after it an SSE
+`error` event.
 """
 
 from __future__ import annotations
@@ -12,13 +15,9 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
-from parley.core.generation import EngineEvent, GenerationRequest
+from parley.core.generation import EngineCapabilities, EngineEvent, GenerationRequest
 
-
-@dataclass(frozen=True)
-class EngineCapabilities:
-    images: bool = False
-    tools: bool = False
+__all__ = ["Engine", "EngineCapabilities", "PreparedGeneration"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +30,7 @@ class PreparedGeneration:
 
 
 class Engine(ABC):
+    # Text only unless an engine says otherwise (a class or instance attribute).
     capabilities: EngineCapabilities = EngineCapabilities()
 
     @property
@@ -42,7 +42,8 @@ class Engine(ABC):
 
     @abstractmethod
     async def count_tokens(self, request: GenerationRequest) -> int:
-        """Input tokens of the prompt the model would be given for this request."""
+        """Input tokens of the prompt the model would be given for this request,
+        rendered exactly as `prepare` renders it (tools and tool blocks included)."""
 
     @abstractmethod
     async def prepare(self, request: GenerationRequest) -> PreparedGeneration:
@@ -51,6 +52,10 @@ class Engine(ABC):
     @abstractmethod
     def generate(self, prepared: PreparedGeneration) -> AsyncGenerator[EngineEvent, None]:
         """Run the model. Closing the iterator early stops generation promptly."""
+
+    async def check_health(self) -> None:  # noqa: B027 (optional hook)
+        """Raise if the engine cannot serve now (an upstream engine asks its server);
+        the router uses it to bring an ejected backend back."""
 
     async def aclose(self) -> None:  # noqa: B027 (optional hook)
         """Release resources."""

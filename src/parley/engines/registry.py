@@ -4,16 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from parley.config import ModelConfig, Settings
+from parley.config import LocalBackendConfig, ModelConfig, Settings
+from parley.core.model_capabilities import model_capabilities
 from parley.engines.base import Engine
 from parley.errors import NotFoundError
-from parley.protocol.models import (
-    ModelCapabilities,
-    ModelInfo,
-    Supported,
-    ThinkingCapability,
-    ThinkingTypes,
-)
+from parley.protocol.models import ModelInfo
 
 
 @dataclass
@@ -30,48 +25,37 @@ class ModelEntry:
         return min(self.config.max_output_tokens, self.engine.context_window)
 
     def info(self) -> ModelInfo:
-        caps = self.engine.capabilities
-        no = Supported(supported=False)
         return ModelInfo(
             id=self.config.id,
             display_name=self.config.display_name or self.config.id,
             created_at=self.config.created_at,
             max_input_tokens=self.engine.context_window,
             max_tokens=self.max_output_tokens,
-            capabilities=ModelCapabilities(
-                batch=Supported(supported=True),
-                citations=no,
-                code_execution=no,
-                image_input=Supported(supported=caps.images),
-                pdf_input=no,
-                structured_outputs=no,
-                thinking=ThinkingCapability(
-                    supported=False, types=ThinkingTypes(adaptive=no, enabled=no)
-                ),
-            ),
+            capabilities=model_capabilities(self.engine.capabilities),
         )
 
 
 def build_engine(config: ModelConfig, settings: Settings) -> Engine:
-    if config.engine == "scripted":
-        from parley.engines.scripted import ScriptedEngine
+    if config.backends:
+        from parley.engines.backends import routed_engine
 
-        return ScriptedEngine(
-            context_window=config.context_window or 8192,
+        return routed_engine(config, settings)
+    from parley.engines.backends import declared_capabilities, local_engine
+
+    engine = local_engine(
+        LocalBackendConfig(
+            engine=config.engine,
+            path=config.path,
             slots=config.slots,
-            max_waiting=settings.queue_size,
+            threads=config.threads,
             token_delay=config.token_delay,
-        )
-    # Imported lazily: only a configured llamacpp model needs llama-cpp-python.
-    from parley.engines.llamacpp import LlamaCppEngine
-
-    return LlamaCppEngine(
-        config.path,
+        ),
         context_window=config.context_window,
-        slots=config.slots,
-        threads=config.threads,
-        max_waiting=settings.queue_size,
+        queue_size=settings.queue_size,
     )
+    if config.images is not None or config.tools is not None:
+        engine.capabilities = declared_capabilities(config, engine.capabilities)
+    return engine
 
 
 class ModelRegistry:
@@ -87,6 +71,10 @@ class ModelRegistry:
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelRegistry:
         return cls([ModelEntry(m, build_engine(m, settings)) for m in settings.effective_models()])
+
+    @property
+    def entries(self) -> list[ModelEntry]:
+        return list(self._entries)
 
     def resolve(self, name: str) -> ModelEntry:
         entry = self._by_name.get(name)

@@ -1,0 +1,125 @@
+"""The Messages API as an upstream: a neutral request as a Messages body, and the
+upstream's errors as the errors Parley's client should see (api-spec §5, §12)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import Any
+
+from parley.core.generation import (
+    GenerationRequest,
+    ImagePart,
+    Part,
+    TextPart,
+    ToolCall,
+    ToolChoice,
+    Turn,
+)
+from parley.engines.upstream_errors import status_error
+from parley.errors import (
+    APIError,
+    GatewayTimeoutError,
+    InternalServerError,
+    InvalidRequestError,
+    OverloadedError,
+    RateLimitError,
+    RequestTooLargeError,
+)
+
+
+def image_block(image: ImagePart) -> dict[str, Any]:
+    data = base64.b64encode(image.data).decode("ascii")
+    return {
+        "type": "image",
+        "source": {"type": "base64", "media_type": image.media_type, "data": data},
+    }
+
+
+def _block(part: Part) -> dict[str, Any] | None:
+    if isinstance(part, TextPart):
+        # Empty text blocks are refused (api-spec §5.2); merged turns can hold them.
+        return {"type": "text", "text": part.text} if part.text else None
+    if isinstance(part, ImagePart):
+        return image_block(part)
+    if isinstance(part, ToolCall):
+        return {"type": "tool_use", "id": part.id, "name": part.name, "input": dict(part.input)}
+    result: dict[str, Any] = {
+        "type": "tool_result",
+        "tool_use_id": part.tool_use_id,
+        "content": [b for b in map(_block, part.content) if b is not None],
+    }
+    if part.is_error:
+        result["is_error"] = True
+    return result
+
+
+def _message(turn: Turn) -> dict[str, Any]:
+    if all(isinstance(p, TextPart) for p in turn.parts):
+        return {"role": turn.role, "content": turn.text}
+    return {"role": turn.role, "content": [b for b in map(_block, turn.parts) if b is not None]}
+
+
+def _tool_choice(choice: ToolChoice) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": choice.mode}
+    if choice.mode == "tool":
+        body["name"] = choice.name
+    if not choice.parallel and choice.mode != "none":
+        body["disable_parallel_tool_use"] = True
+    return body
+
+
+def messages_body(request: GenerationRequest, model: str, *, stream: bool) -> dict[str, Any]:
+    """A Messages body; without `stream`, a count_tokens body (no generation fields)."""
+    body: dict[str, Any] = {"model": model, "messages": [_message(t) for t in request.turns]}
+    if request.system:
+        body["system"] = request.system
+    if request.tools:
+        body["tools"] = [
+            {"name": t.name, "input_schema": dict(t.input_schema)}
+            | ({"description": t.description} if t.description else {})
+            for t in request.tools
+        ]
+        body["tool_choice"] = _tool_choice(request.tool_choice)
+    if not stream:
+        return body
+    body["max_tokens"] = request.max_tokens
+    body["stream"] = True
+    if request.stop_sequences:
+        body["stop_sequences"] = list(request.stop_sequences)
+    sampling = request.sampling
+    # Only what the client changed: the newest models refuse some combinations
+    # (temperature with top_p, api-spec §5.1), and 1.0 is the API's default.
+    if sampling.temperature != 1.0:
+        body["temperature"] = sampling.temperature
+    if sampling.top_p is not None:
+        body["top_p"] = sampling.top_p
+    if sampling.top_k is not None:
+        body["top_k"] = sampling.top_k
+    return body
+
+
+def anthropic_error(
+    kind: str | None, message: str | None, headers: Mapping[str, str], *, status: int, upstream: str
+) -> APIError:
+    """An upstream error, by its Anthropic type when it has one."""
+    retry = {name: headers[name] for name in ("retry-after", "retry-after-ms") if name in headers}
+    if kind == "rate_limit_error":
+        # The upstream's message names its organization; the client only needs to wait.
+        retry["x-should-retry"] = headers.get("x-should-retry", "true")
+        return RateLimitError("Rate limited upstream; try again later.", headers=retry)
+    if kind == "overloaded_error":
+        return OverloadedError("Overloaded", headers={"x-should-retry": "true", **retry})
+    if kind == "api_error":
+        return InternalServerError("Internal server error", headers={"x-should-retry": "true"})
+    if kind == "timeout_error":
+        return GatewayTimeoutError("Request timed out", headers={"x-should-retry": "true"})
+    if kind == "invalid_request_error":
+        return InvalidRequestError(message or "Invalid request")
+    if kind == "request_too_large":
+        return RequestTooLargeError(message or "Request exceeds the maximum size")
+    if kind in ("authentication_error", "permission_error", "not_found_error", "billing_error"):
+        # About the server-held key or the configured upstream model: status_error logs
+        # it and answers 500 without a word about the upstream.
+        status = {"authentication_error": 401, "not_found_error": 404}.get(kind, 403)
+    return status_error(status, message, headers, upstream=upstream)

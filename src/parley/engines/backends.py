@@ -1,0 +1,88 @@
+"""A model's `backends` from the config, built into one routed engine."""
+
+from __future__ import annotations
+
+import httpx
+
+from parley.config import (
+    AnthropicBackendConfig,
+    BackendConfig,
+    LocalBackendConfig,
+    ModelConfig,
+    OpenAIBackendConfig,
+    Settings,
+)
+from parley.engines.base import Engine, EngineCapabilities
+from parley.engines.routing import Backend, RoutedEngine
+
+
+def local_engine(
+    backend: LocalBackendConfig, *, context_window: int | None, queue_size: int
+) -> Engine:
+    if backend.engine == "scripted":
+        from parley.engines.scripted import ScriptedEngine
+
+        return ScriptedEngine(
+            context_window=context_window or 8192,
+            slots=backend.slots,
+            max_waiting=queue_size,
+            token_delay=backend.token_delay,
+        )
+    # Imported lazily: only a configured llamacpp model needs llama-cpp-python.
+    from parley.engines.llamacpp import LlamaCppEngine
+
+    return LlamaCppEngine(
+        backend.path,
+        context_window=context_window,
+        slots=backend.slots,
+        threads=backend.threads,
+        max_waiting=queue_size,
+    )
+
+
+def declared_capabilities(config: ModelConfig, default: EngineCapabilities) -> EngineCapabilities:
+    return EngineCapabilities(
+        images=default.images if config.images is None else config.images,
+        tools=default.tools if config.tools is None else config.tools,
+    )
+
+
+def _backend(
+    backend: BackendConfig,
+    model: ModelConfig,
+    settings: Settings,
+    transport: httpx.AsyncBaseTransport | None,
+) -> Backend:
+    engine: Engine
+    if isinstance(backend, OpenAIBackendConfig):
+        from parley.engines.openai_compat import OpenAICompatEngine
+
+        engine = OpenAICompatEngine(
+            backend, context_window=model.context_window, transport=transport
+        )
+        return Backend(engine.name, "openai", backend.base_url, engine, backend.model)
+    if isinstance(backend, AnthropicBackendConfig):
+        from parley.engines.anthropic_upstream import AnthropicUpstreamEngine
+
+        engine = AnthropicUpstreamEngine(
+            backend, context_window=model.context_window, transport=transport
+        )
+        return Backend(engine.name, "anthropic", backend.base_url, engine, backend.model)
+    engine = local_engine(
+        backend, context_window=model.context_window, queue_size=settings.queue_size
+    )
+    target = str(backend.path or ("bundled GGUF" if backend.engine == "llamacpp" else "-"))
+    return Backend(backend.name or f"{backend.engine}:{target}", backend.engine, target, engine)
+
+
+def routed_engine(
+    model: ModelConfig, settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+) -> RoutedEngine:
+    backends = [_backend(b, model, settings, transport) for b in model.backends]
+    names = [b.name for b in backends]
+    for i, backend in enumerate(backends):
+        if names.count(backend.name) > 1:  # the same URL twice: tell them apart in logs
+            backend.name = f"{backend.name}#{i + 1}"
+    routed = RoutedEngine(backends, model.routing, context_window=model.context_window)
+    routed.capabilities = declared_capabilities(model, routed.capabilities)
+    return routed

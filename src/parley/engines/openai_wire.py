@@ -1,0 +1,267 @@
+"""Chat Completions on the wire: a neutral request as an OpenAI-style body, and an
+OpenAI-style stream of chunks as neutral events.
+
+Stop sequences are not sent upstream: `finish_reason: "stop"` does not say which
+sequence matched (or whether one did), and the OpenAI API takes at most four.
+Parley matches them on the streamed text itself (core/stops.py) and closes the
+upstream stream at the match, which stops the upstream's generation.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from parley.config import OpenAIBackendConfig
+from parley.core.generation import (
+    EngineEvent,
+    EngineStopReason,
+    Finished,
+    GenerationRequest,
+    ImagePart,
+    TextChunk,
+    TextPart,
+    ToolCall,
+    ToolCallStart,
+    ToolChoice,
+    ToolInputChunk,
+    ToolResult,
+    ToolSpec,
+    Turn,
+)
+from parley.engines.upstream_errors import status_error
+from parley.errors import APIError, InternalServerError
+
+_FINISH_REASONS: dict[str, EngineStopReason] = {
+    "stop": "end_turn",
+    "eos": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    # A filtered reply simply ends; there is no neutral stop reason for it.
+    "content_filter": "end_turn",
+}
+
+
+# -- the request -----------------------------------------------------------------------------
+
+
+def image_url(image: ImagePart) -> dict[str, Any]:
+    data = base64.b64encode(image.data).decode("ascii")
+    return {"type": "image_url", "image_url": {"url": f"data:{image.media_type};base64,{data}"}}
+
+
+def _content(parts: list[TextPart | ImagePart]) -> str | list[dict[str, Any]]:
+    """Plain text as a string (what every server takes); with images, a list of parts."""
+    if all(isinstance(p, TextPart) for p in parts):
+        return "\n\n".join(p.text for p in parts if isinstance(p, TextPart))
+    return [
+        {"type": "text", "text": p.text} if isinstance(p, TextPart) else image_url(p)
+        for p in parts
+        if not isinstance(p, TextPart) or p.text
+    ]
+
+
+def _tool_message(result: ToolResult) -> dict[str, Any]:
+    # Tool messages carry text only, and there is no error flag: an error says so.
+    text = result.text
+    return {
+        "role": "tool",
+        "tool_call_id": result.tool_use_id,
+        "content": f"Error: {text}" if result.is_error else text,
+    }
+
+
+def _turn_messages(turn: Turn) -> list[dict[str, Any]]:
+    if turn.role == "assistant":
+        message: dict[str, Any] = {"role": "assistant", "content": turn.text or None}
+        calls = [_tool_call(c) for c in turn.tool_calls]
+        if calls:
+            message["tool_calls"] = calls
+        return [message]
+    # Tool results answer the previous assistant turn's calls, so they come first, as
+    # `tool` messages; images inside them, and the turn's own text, follow as a user turn.
+    messages = [_tool_message(r) for r in turn.tool_results]
+    rest: list[TextPart | ImagePart] = []
+    for part in turn.parts:
+        if isinstance(part, ToolResult):
+            rest += [p for p in part.content if isinstance(p, ImagePart)]
+        elif isinstance(part, TextPart | ImagePart):
+            rest.append(part)
+    if rest or not messages:
+        messages.append({"role": turn.role, "content": _content(rest)})
+    return messages
+
+
+def _tool_call(call: ToolCall) -> dict[str, Any]:
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.input_json},
+    }
+
+
+def chat_messages(request: GenerationRequest) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    if request.system:
+        messages.append({"role": "system", "content": request.system})
+    for turn in request.turns:
+        messages += _turn_messages(turn)
+    if request.prefill == "":
+        messages.pop()  # an empty prefill asks for an ordinary reply
+    return messages
+
+
+def tool_spec(tool: ToolSpec) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": tool.name, "parameters": dict(tool.input_schema)}
+    if tool.description:
+        function["description"] = tool.description
+    return {"type": "function", "function": function}
+
+
+def tool_choice(choice: ToolChoice) -> str | dict[str, Any]:
+    if choice.mode == "any":
+        return "required"
+    if choice.mode == "tool":
+        return {"type": "function", "function": {"name": choice.name}}
+    return choice.mode  # "auto" and "none" are spelled alike
+
+
+def chat_body(request: GenerationRequest, config: OpenAIBackendConfig) -> dict[str, Any]:
+    sampling = request.sampling
+    body: dict[str, Any] = {
+        "model": config.model,
+        "messages": chat_messages(request),
+        "max_tokens": request.max_tokens,
+        "temperature": sampling.temperature,
+        "stream": True,
+    }
+    if config.stream_usage:
+        body["stream_options"] = {"include_usage": True}
+    if sampling.top_p is not None:
+        body["top_p"] = sampling.top_p
+    if sampling.top_k is not None:
+        body["top_k"] = sampling.top_k  # not OpenAI's, but vLLM, SGLang and llama.cpp take it
+    if sampling.seed is not None:
+        body["seed"] = sampling.seed
+    if request.tools:
+        body["tools"] = [tool_spec(t) for t in request.tools]
+        body["tool_choice"] = tool_choice(request.tool_choice)
+        if not request.tool_choice.parallel and request.tool_choice.mode != "none":
+            body["parallel_tool_calls"] = False
+    if request.prefill:
+        # vLLM's and SGLang's way to continue the final assistant message rather than
+        # start a new one after it (api-spec §5.2: a final assistant turn is a prefill).
+        body["continue_final_message"] = True
+        body["add_generation_prompt"] = False
+    return body
+
+
+# -- the reply -------------------------------------------------------------------------------
+
+
+def chunk_error(error: Any, *, upstream: str) -> APIError:
+    """An `{"error": ...}` object sent inside a stream (vLLM and others do)."""
+    if not isinstance(error, Mapping):
+        return InternalServerError("Internal server error")
+    code = error.get("code")
+    status = code if isinstance(code, int) and 400 <= code < 600 else 500
+    message = error.get("message")
+    return status_error(status, str(message) if message else None, {}, upstream=upstream)
+
+
+@dataclass
+class _Call:
+    name: str | None = None
+    arguments: list[str] = field(default_factory=list)
+    started: bool = False
+
+
+@dataclass
+class ChatStreamReader:
+    """Neutral events from Chat Completions chunks, one chunk at a time.
+
+    Tool calls arrive as fragments keyed by `index`: the first names the function,
+    the rest carry pieces of its arguments. Servers send one call after another;
+    each streams through as `ToolCallStart` + `ToolInputChunk`s as it comes, and
+    a fragment for a call that is already over is an upstream error (the API's
+    blocks cannot interleave, api-spec §6.2).
+    """
+
+    upstream: str
+    output_tokens: int = 0
+    finish: EngineStopReason | None = None
+    usage: Mapping[str, Any] | None = None
+    _calls: dict[int, _Call] = field(default_factory=dict)
+    _current: int | None = None
+
+    def feed(self, chunk: Mapping[str, Any]) -> list[EngineEvent]:
+        if "error" in chunk:
+            raise chunk_error(chunk["error"], upstream=self.upstream)
+        usage = chunk.get("usage")
+        if isinstance(usage, Mapping):
+            self.usage = usage
+        events: list[EngineEvent] = []
+        for choice in chunk.get("choices") or ():
+            if choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            text = delta.get("content")
+            if text or delta.get("tool_calls"):
+                # One chunk is about one token; the upstream's own count, when it
+                # sends one, replaces this in `finished()`.
+                self.output_tokens += 1
+            if text:
+                events.append(TextChunk(text, self.output_tokens))
+            for fragment in delta.get("tool_calls") or ():
+                events += self._tool_fragment(fragment)
+            reason = choice.get("finish_reason")
+            if reason:
+                self.finish = _FINISH_REASONS.get(reason, "end_turn")
+        return events
+
+    def _tool_fragment(self, fragment: Mapping[str, Any]) -> list[EngineEvent]:
+        index = fragment.get("index", 0)
+        function = fragment.get("function") or {}
+        if index != self._current:
+            if index in self._calls:
+                raise InternalServerError(
+                    "Internal server error", headers={"x-should-retry": "true"}
+                )
+            self._calls[index] = _Call()
+            self._current = index
+        call = self._calls[index]
+        if function.get("name") and call.name is None:
+            call.name = function["name"]
+        if function.get("arguments"):
+            call.arguments.append(function["arguments"])
+        if call.name is None:
+            return []  # no name yet: hold the arguments until it comes
+        events: list[EngineEvent] = []
+        if not call.started:
+            call.started = True
+            events.append(ToolCallStart(call.name, self.output_tokens))
+            pending, call.arguments = call.arguments, []
+            events += [ToolInputChunk(p, self.output_tokens) for p in pending]
+        elif call.arguments:
+            pending, call.arguments = call.arguments, []
+            events += [ToolInputChunk(p, self.output_tokens) for p in pending]
+        return events
+
+    def finished(self) -> Finished:
+        if self.finish is None:
+            # The stream ended without saying why: the upstream went away mid-reply.
+            raise InternalServerError("Internal server error", headers={"x-should-retry": "true"})
+        tokens = self.usage.get("completion_tokens") if self.usage else None
+        return Finished(
+            self.finish,
+            tokens if isinstance(tokens, int) else self.output_tokens,
+            input_tokens=self.prompt_tokens,
+        )
+
+    @property
+    def prompt_tokens(self) -> int | None:
+        tokens = self.usage.get("prompt_tokens") if self.usage else None
+        return tokens if isinstance(tokens, int) else None
