@@ -16,7 +16,8 @@ LLAMA_STAMP := .wheels/llama-cpp-python-$(LLAMA_VERSION).built
 # The oldest-generation SDK the end-to-end tests also drive (anthropic-version 2023-06-01).
 SDK0_VERSION := 0.121.0
 
-.PHONY: install run test test-fast lint typecheck check bench system-deps clean
+.PHONY: install run test test-fast lint typecheck check bench bench-tools bench-batches \
+  bench-overhead system-deps clean
 
 install: system-deps $(VENV)/.installed $(SDK0_DIR)/.installed \
   $(NODE_DIR)/node_modules/.installed $(CLAUDE_CODE_DIR)/node_modules/.installed
@@ -71,8 +72,18 @@ test: install
 test-fast: install
 	$(BIN)/pytest -m "not e2e and not model"
 
+# Benchmarks print figures; none is part of `make test` (see bench/README.md).
 bench: install
 	$(BIN)/python bench/decode.py
+
+bench-tools: install
+	$(BIN)/python bench/tools.py --calls 100
+
+bench-batches: install
+	$(BIN)/python bench/batches.py --sizes 10000 100000
+
+bench-overhead: install
+	$(BIN)/python bench/overhead.py
 
 clean:
 	rm -rf $(VENV) .sdk $(NODE_DIR)/node_modules $(CLAUDE_CODE_DIR)/node_modules
