@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,10 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Any constant works; replicas starting at once take turns to migrate.
 _MIGRATION_LOCK = 7_242_033_901
@@ -43,22 +46,39 @@ def _upgrade(connection: Connection) -> None:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets readers (list, results, usage) run beside the one writer, and with
-    # synchronous=NORMAL a commit no longer waits for fsync: a killed process still
-    # loses nothing committed (only a power cut could lose the last commits).
+    # With WAL (set once per file, below) a commit under synchronous=NORMAL no longer
+    # waits for fsync: a killed process still loses nothing committed (only a power
+    # cut could lose the last commits).
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+async def _use_wal(engine: AsyncEngine) -> None:
+    """WAL lets readers (lists, results, usage) run beside the one writer. Switching
+    needs the file to itself and does not wait for a busy one, so processes opening
+    the same new file at once retry briefly; WAL then stays set in the file."""
+    for _ in range(100):
+        try:
+            async with engine.connect() as conn:
+                await conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+            return
+        except OperationalError:
+            await asyncio.sleep(0.05)
+    log.warning("SQLite stays in its default journal mode: the file is busy")
 
 
 async def open_database(url: str) -> AsyncEngine:
     parsed = make_url(async_url(url))
     if parsed.drivername.startswith("sqlite") and parsed.database:
         await asyncio.to_thread(Path(parsed.database).parent.mkdir, parents=True, exist_ok=True)
-    engine = create_async_engine(parsed, pool_pre_ping=True)
-    if parsed.drivername.startswith("sqlite"):
+    # A ping before each checkout finds PostgreSQL connections dropped by a restart or a
+    # proxy; a SQLite file cannot drop them, and the ping cost a few ms per request.
+    sqlite_file = parsed.drivername.startswith("sqlite")
+    engine = create_async_engine(parsed, pool_pre_ping=not sqlite_file)
+    if sqlite_file:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        await _use_wal(engine)
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade)
     return engine
