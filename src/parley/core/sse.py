@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from pydantic import BaseModel
@@ -65,8 +65,33 @@ async def with_pings(
             yield value
     finally:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        aclose = getattr(events, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await _despite_cancellation(_close_source(task, events))
+
+
+async def _close_source(pump: asyncio.Task[None], events: AsyncIterator[StreamEvent]) -> None:
+    with contextlib.suppress(asyncio.CancelledError):
+        await pump
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+async def _despite_cancellation(cleanup: Coroutine[Any, Any, None]) -> None:
+    """Run `cleanup` to its end, then pass on any cancellation received meanwhile.
+
+    Starlette cancels a request whose client went away through an anyio scope, which
+    cancels it again at every await; an engine's clean-up (closing an upstream
+    response, releasing a slot) would otherwise be cut short at its first await.
+    """
+    job = asyncio.ensure_future(cleanup)
+    cancelled = False
+    while not job.done():
+        try:
+            await asyncio.shield(job)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        if not job.cancelled():
+            job.exception()  # retrieved: the cancellation is what the caller must see
+        raise asyncio.CancelledError
+    job.result()
