@@ -11,7 +11,7 @@ import pytest
 
 from parley.config import ModelConfig, Settings, load_settings
 from parley.server.app import create_app
-from parley.services import Services
+from parley.services import Services, start_services
 from tests.serverproc import ParleyProcess
 
 SCRIPTED_MODEL = "scripted-1"
@@ -51,8 +51,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def services(settings: Settings) -> AsyncIterator[Services]:
-    svc = Services.from_settings(settings)
-    await svc.start()
+    svc = await start_services(settings)
     try:
         yield svc
     finally:
@@ -61,7 +60,7 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
 
 @pytest.fixture
 async def api_key(services: Services) -> str:
-    return (await services.key_store.create("test")).secret
+    return (await services.keys.store.create("test")).secret
 
 
 def old_sdk_headers(api_key: str) -> dict[str, str]:
@@ -71,17 +70,16 @@ def old_sdk_headers(api_key: str) -> dict[str, str]:
 
 def asgi_client(svc: Services, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
     """An HTTP client for the app in-process (no sockets)."""
-    transport = httpx.ASGITransport(app=create_app(svc, manage_services=False))
+    transport = httpx.ASGITransport(app=create_app(svc))
     return httpx.AsyncClient(transport=transport, base_url="http://parley.test", headers=headers)
 
 
 @asynccontextmanager
 async def running_app(settings: Settings) -> AsyncIterator[tuple[Services, httpx.AsyncClient]]:
     """Started services for `settings`, a key, and a client that uses it."""
-    svc = Services.from_settings(settings)
-    await svc.start()
+    svc = await start_services(settings)
     try:
-        key = (await svc.key_store.create("test")).secret
+        key = (await svc.keys.store.create("test")).secret
         async with asgi_client(svc, old_sdk_headers(key)) as http:
             yield svc, http
     finally:

@@ -17,9 +17,10 @@ import anthropic
 import httpx
 import pytest
 
-from parley.services import Services
+from parley.core.records import UsageRecord
+from parley.services import start_services
 from parley.store.database import open_database
-from parley.store.usage import UsageRecord, UsageStore
+from parley.store.usage import UsageStore
 from tests.conftest import SCRIPTED_MODEL, asgi_client, old_sdk_headers, scripted_settings
 from tests.serverproc import ParleyProcess
 
@@ -118,8 +119,7 @@ def test_revoke_an_unknown_key_fails_clearly(tmp_path: Path) -> None:
 async def test_revoke_refuses_the_key_at_once_on_a_running_server(tmp_path: Path) -> None:
     settings = scripted_settings(tmp_path / "data")
     store = ["--data-dir", str(settings.data_dir)]
-    svc = Services.from_settings(settings)
-    await svc.start()
+    svc = await start_services(settings)
     try:
         secret = await asyncio.to_thread(create_key, store, "doomed")
         [listed] = await asyncio.to_thread(key_list, store)

@@ -209,13 +209,16 @@ class Settings(BaseSettings):
     # api-spec §6.2: pings while a stream is idle (real API: about every 5 s).
     ping_interval: float = 5.0
     log_level: str = "info"
-    # Keys, usage (and later batches): SQLite in the data dir unless a URL is given,
+    # Keys, usage and batches: SQLite in the data dir unless a URL is given,
     # e.g. postgresql://user@127.0.0.1:5432/parley.
     database_url: str | None = None
     # Rate-limit buckets: in-process unless a Redis URL is given; replicas sharing
     # one Redis enforce one limit.
     redis_url: str | None = None
     redis_prefix: str = "parley"
+    # Usage is added up in memory and written this often (seconds), and at shutdown;
+    # a crash loses at most this much of it.
+    usage_flush_interval: float = Field(default=1.0, gt=0)
     tiers: dict[str, Tier] = Field(default_factory=default_tiers)
     # Direct browser access (CORS with the opt-in header, api-spec §14); off: every
     # browser request is refused with the real API's "not allowed" error.

@@ -1,6 +1,7 @@
 """The APIError tree: one class per Anthropic error type (api-spec §12).
 
-Code raises these; `parley.server.errors` renders the envelope in one place.
+Code raises these. `envelope()` is the one rendering of the error body, wherever it
+goes: an HTTP response, an SSE `error` event, a batch's `errored` result.
 """
 
 from __future__ import annotations
@@ -29,6 +30,14 @@ class APIError(Exception):
         body: dict[str, Any] = {"type": self.type, "message": self.message}
         if self.details is not None:
             body["details"] = self.details
+        return body
+
+    def envelope(self, request_id: str | None = None, *, http: bool = False) -> dict[str, Any]:
+        """`{"type": "error", "error": {...}}`; an HTTP response also carries its
+        `request_id` (api-spec §12). An SSE event or a batch result has no id of its own."""
+        body: dict[str, Any] = {"type": "error", "error": self.to_error_object()}
+        if http:
+            body["request_id"] = request_id
         return body
 
 
@@ -62,9 +71,16 @@ class MethodNotAllowedError(APIError):
     type = "invalid_request_error"
 
 
+TOO_LARGE = "Request exceeds the maximum size"
+
+
 class RequestTooLargeError(APIError):
     status = 413
     type = "request_too_large"
+
+    def envelope(self, request_id: str | None = None, *, http: bool = False) -> dict[str, Any]:
+        # The edge-generated 413 has no top-level `type` and no request_id (§12).
+        return {"error": self.to_error_object()}
 
 
 class RateLimitError(APIError):

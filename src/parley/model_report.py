@@ -77,7 +77,7 @@ async def _status(router: RoutedEngine | None, backend: Backend, check: bool) ->
     return status
 
 
-def _single_backend(config: ModelConfig, engine: Engine) -> Backend:
+def _single_backend(config: ModelConfig, engine: Engine[Any]) -> Backend:
     """A model without `backends`: its one local engine, shown as a backend."""
     target = str(config.path) if config.path else "bundled GGUF"
     if config.engine == "scripted":

@@ -14,9 +14,11 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from parley.core.usage_report import WIDTHS, Totals, group_rows, rfc3339
+from parley.core.calendar import rfc3339
+from parley.core.records import ApiKey
+from parley.core.usage_report import WIDTHS, Totals, group_rows
 from parley.protocol.admin import BucketWidth
-from parley.store.keys import ApiKey, KeyStore
+from parley.store.keys import KeyStore
 from parley.store.usage import UsageStore
 
 Period = Literal["minute", "hour", "day"]

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from parley.config import Settings
-from parley.services import Services
+from parley.services import Services, start_services
 from tests.clock import FakeClock
 from tests.conftest import SCRIPTED_MODEL, asgi_client, old_sdk_headers, scripted_settings
 
@@ -94,10 +94,9 @@ async def started(
     settings: Settings, clock: FakeClock | None = None, *, key: str | None = None
 ) -> AsyncIterator[App]:
     clock = clock or FakeClock()
-    svc = Services.from_settings(settings, clock=clock)
-    await svc.start()
+    svc = await start_services(settings, clock=clock)
     try:
-        secret = key or (await svc.key_store.create("test")).secret
+        secret = key or (await svc.keys.store.create("test")).secret
         async with asgi_client(svc, old_sdk_headers(secret)) as http:
             yield App(svc, http, clock, secret)
     finally:

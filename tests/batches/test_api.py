@@ -286,7 +286,7 @@ async def test_a_body_over_the_batch_limit_is_refused(tmp_path: Path) -> None:
 async def test_other_keys_cannot_see_or_touch_a_batch(app: App) -> None:
     batch = await app.create(requests_(2))
     await app.worker.run_until_idle()
-    other = (await app.svc.key_store.create("other")).secret
+    other = (await app.svc.keys.store.create("other")).secret
     async with asgi_client(app.svc, old_sdk_headers(other)) as stranger:
         unknown = await stranger.get(f"{BATCHES}/msgbatch_01nosuchbatch")
         for method, path in [
@@ -393,7 +393,7 @@ async def test_results_before_the_end_and_delete_before_the_end_are_refused(app:
     assert deleted.json() == {"id": batch["id"], "type": "message_batch_deleted"}
     gone = await app.http.get(f"{BATCHES}/{batch['id']}")
     assert gone.status_code == 404
-    assert await app.svc.batch_service.store.state_counts(batch["id"]) == {}
+    assert await app.svc.batches.store.state_counts(batch["id"]) == {}
 
 
 async def test_results_url_uses_the_public_url(tmp_path: Path) -> None:

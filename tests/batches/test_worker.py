@@ -20,7 +20,7 @@ from tests.batches.conftest import (
 
 
 def store_of(app: App) -> BatchStore:
-    return app.svc.batch_service.store
+    return app.svc.batches.store
 
 
 def now_of(app: App) -> datetime:
@@ -180,7 +180,8 @@ async def test_usage_is_recorded_for_batch_requests(app: App) -> None:
         ]
     )
     await app.worker.run_until_idle()
-    rows = await app.svc.usage_store.rows()
+    await app.svc.drain()
+    rows = await app.svc.usage.store.rows()
     assert len(rows) == 1
     assert rows[0].model == "scripted-1"
     assert rows[0].counts["requests"] == 2  # the unknown model never reached an engine

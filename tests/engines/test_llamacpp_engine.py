@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from parley.core.generation import Finished, GenerationRequest, Sampling, TextChunk, Turn
-from parley.core.messages import collect_message, message_events
 from parley.engines.llamacpp import LlamaCppEngine, bundled_model_path
+from tests.engine_runs import collect, generate
 
 pytestmark = pytest.mark.model
 
@@ -36,9 +36,8 @@ def req(
 
 
 async def run(engine: LlamaCppEngine, request: GenerationRequest) -> tuple[str, Finished]:
-    prepared = await engine.prepare(request)
     text = ""
-    async for event in engine.generate(prepared):
+    async for event in generate(engine, request):
         if isinstance(event, TextChunk):
             text += event.text
         else:
@@ -88,7 +87,7 @@ async def test_stop_sequence_cuts_real_output(engine: LlamaCppEngine) -> None:
     baseline, _ = await run(engine, request)
     assert " 5," in baseline
     stopped = GenerationRequest(**{**request.__dict__, "stop_sequences": (" 5,",)})
-    message = await collect_message(message_events(engine, await engine.prepare(stopped)))
+    message = await collect(engine, stopped)
     assert message.stop_reason == "stop_sequence"
     assert message.stop_sequence == " 5,"
     assert message.content[0].text == baseline[: baseline.index(" 5,")]  # type: ignore[union-attr]

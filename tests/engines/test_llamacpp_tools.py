@@ -23,6 +23,7 @@ from parley.core.generation import (
     Turn,
 )
 from parley.engines.llamacpp import LlamaCppEngine
+from tests.engine_runs import generate
 from tests.schemas import PROMPTS, SCHEMAS
 
 pytestmark = pytest.mark.model
@@ -60,8 +61,7 @@ def req(
 
 
 async def events(engine: LlamaCppEngine, request: GenerationRequest) -> list[EngineEvent]:
-    prepared = await engine.prepare(request)
-    return [e async for e in engine.generate(prepared)]
+    return [e async for e in generate(engine, request)]
 
 
 def call_of(found: list[EngineEvent]) -> tuple[str, dict[str, object]]:
@@ -132,7 +132,7 @@ async def test_closing_inside_a_call_frees_the_slot(engine: LlamaCppEngine) -> N
     long_call = req(
         "Tell a story.", (ToolSpec("tell", None, schema),), ToolChoice("any"), max_tokens=2000
     )
-    stream = engine.generate(await engine.prepare(long_call))
+    stream = generate(engine, long_call)
     async for event in stream:
         if isinstance(event, ToolInputChunk) and event.partial_json:
             break

@@ -16,12 +16,12 @@ import httpx
 import pytest
 
 from parley.config import Limits, Settings, Tier, load_settings
+from parley.core.calendar import rfc3339_ceil
+from parley.core.records import ApiKey, UsageRecord
 from parley.errors import RateLimitError
 from parley.ratelimit.backends import MemoryBackend
-from parley.ratelimit.limiter import RateLimiter, rfc3339
-from parley.services import Services
-from parley.store.keys import ApiKey
-from parley.store.usage import UsageRecord
+from parley.ratelimit.limiter import RateLimiter
+from parley.services import Services, start_services
 from tests.clock import T0, FakeClock
 from tests.conftest import SCRIPTED_MODEL, asgi_client, old_sdk_headers, scripted_settings
 
@@ -66,7 +66,7 @@ def make_limiter(
 
 
 def at(offset: float) -> str:
-    return rfc3339(T0 + offset)
+    return rfc3339_ceil(T0 + offset)
 
 
 def limits(headers: dict[str, str] | httpx.Headers, name: str) -> tuple[int, int, str]:
@@ -108,8 +108,7 @@ async def test_admission_headers(tmp_path: Path) -> None:
     assert limits(headers, "output-tokens") == (50, 30, at(24))
     assert limits(headers, "tokens") == (50, 30, at(24))
     assert_ratelimit_headers(headers)
-    assert admission.reservation is not None
-    assert admission.reservation.amount == 20
+    assert admission.taken[-1].amount == 20  # output reserved from max_tokens
 
 
 async def test_tokens_headers_follow_the_most_restrictive_bucket(tmp_path: Path) -> None:
@@ -432,10 +431,9 @@ async def test_unknown_tier_falls_back_to_default(tmp_path: Path) -> None:
 async def app_with(
     settings: Settings, clock: FakeClock, tier: str = "small"
 ) -> AsyncIterator[tuple[Services, httpx.AsyncClient, ApiKey]]:
-    svc = Services.from_settings(settings, clock=clock)
-    await svc.start()
+    svc = await start_services(settings, clock=clock)
     try:
-        created = await svc.key_store.create("limited", tier=tier)
+        created = await svc.keys.store.create("limited", tier=tier)
         async with asgi_client(svc, old_sdk_headers(created.secret)) as http:
             yield svc, http, created.key
     finally:
@@ -510,7 +508,7 @@ async def test_app_refusal_costs_no_usage(tmp_path: Path) -> None:
         assert refused.status_code == 429
         assert refused.headers["x-should-retry"] == "false"
         await svc.drain()
-        assert await svc.usage_store.rows(key_ids=[key.id]) == []
+        assert await svc.usage.store.rows(key_ids=[key.id]) == []
 
 
 async def test_app_budget_exhausted(tmp_path: Path) -> None:
@@ -519,7 +517,7 @@ async def test_app_budget_exhausted(tmp_path: Path) -> None:
     async with app_with(settings, clock, tier="budget") as (svc, http, key):
         # Usage from last month does not count against this month's budget.
         last_month = datetime.fromtimestamp(T0, UTC) - timedelta(days=20)
-        await svc.usage_store.add(UsageRecord(key.id, SCRIPTED_MODEL, last_month, 1, 500, 500))
+        await svc.usage.store.add(UsageRecord(key.id, SCRIPTED_MODEL, last_month, 1, 500, 500))
         first = await http.post("/v1/messages", json=body("say: one two three four five", 10))
         assert first.status_code == 200
         await svc.drain()  # 6 in + 5 out recorded: 11 of 10

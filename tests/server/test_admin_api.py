@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from parley.config import ModelConfig, Settings
-from parley.services import Services
-from parley.store.usage import UsageRecord
+from parley.core.records import UsageRecord
+from parley.services import Services, start_services
 from tests.conftest import SCRIPTED_MODEL, asgi_client, old_sdk_headers, scripted_settings
 
 KEYS = "/v1/organizations/api_keys"
@@ -23,7 +23,7 @@ ADMIN_ONLY = "This endpoint requires an admin API key."
 
 @pytest.fixture
 async def admin(services: Services) -> AsyncIterator[httpx.AsyncClient]:
-    secret = (await services.key_store.create("root", admin=True)).secret
+    secret = (await services.keys.store.create("root", admin=True)).secret
     async with asgi_client(services, old_sdk_headers(secret)) as http:
         yield http
 
@@ -67,7 +67,7 @@ async def test_an_ordinary_key_is_refused_with_permission_error(
 async def test_admin_endpoints_need_a_key_and_the_version_header(
     services: Services, method: str, path: str, body: dict[str, Any] | None
 ) -> None:
-    secret = (await services.key_store.create("root", admin=True)).secret
+    secret = (await services.keys.store.create("root", admin=True)).secret
     async with asgi_client(services) as bare:
         response = await bare.request(method, path, json=body)
         assert_error(response, 401, "authentication_error", "x-api-key header is required")
@@ -88,7 +88,7 @@ async def test_an_admin_key_is_refused_on_the_messages_api(admin: httpx.AsyncCli
 
 
 async def test_an_admin_key_works_as_a_bearer_token(services: Services) -> None:
-    secret = (await services.key_store.create("root", admin=True)).secret
+    secret = (await services.keys.store.create("root", admin=True)).secret
     headers = {"authorization": f"Bearer {secret}", "anthropic-version": "2023-06-01"}
     async with asgi_client(services, headers) as http:
         assert (await http.get(KEYS)).status_code == 200
@@ -98,7 +98,7 @@ async def test_an_admin_key_works_as_a_bearer_token(services: Services) -> None:
 
 
 async def test_list_shape_newest_first(services: Services, admin: httpx.AsyncClient) -> None:
-    created = await services.key_store.create("alice", tier="gold")
+    created = await services.keys.store.create("alice", tier="gold")
     response = await admin.get(KEYS)
     assert response.status_code == 200, response.text
     page = response.json()
@@ -135,7 +135,7 @@ async def test_list_shape_newest_first(services: Services, admin: httpx.AsyncCli
 
 async def test_list_pages_both_ways(services: Services, admin: httpx.AsyncClient) -> None:
     for n in range(5):
-        await services.key_store.create(f"k{n}")
+        await services.keys.store.create(f"k{n}")
     everything = (await admin.get(KEYS, params={"limit": 100})).json()["data"]
     ids = [item["id"] for item in everything]
     assert len(ids) == 6  # five and the admin key
@@ -159,10 +159,10 @@ async def test_list_pages_both_ways(services: Services, admin: httpx.AsyncClient
 
 
 async def test_list_filters_by_status(services: Services, admin: httpx.AsyncClient) -> None:
-    paused = await services.key_store.create("paused")
-    gone = await services.key_store.create("gone")
-    await services.key_store.update(paused.key.id, status="inactive")
-    await services.key_store.revoke(gone.key.id)
+    paused = await services.keys.store.create("paused")
+    gone = await services.keys.store.create("gone")
+    await services.keys.store.update(paused.key.id, status="inactive")
+    await services.keys.store.revoke(gone.key.id)
 
     async def names(status: str) -> list[str]:
         response = await admin.get(KEYS, params={"status": status})
@@ -206,7 +206,7 @@ async def test_list_with_an_unknown_cursor_is_404(admin: httpx.AsyncClient) -> N
 
 
 async def test_get_one_key(services: Services, admin: httpx.AsyncClient) -> None:
-    created = await services.key_store.create("alice")
+    created = await services.keys.store.create("alice")
     response = await admin.get(f"{KEYS}/{created.key.id}")
     assert response.status_code == 200, response.text
     listed = (await admin.get(KEYS)).json()["data"][0]
@@ -229,7 +229,7 @@ async def test_last_used_at_is_recorded(
 async def test_update_name_and_status(
     services: Services, client: httpx.AsyncClient, admin: httpx.AsyncClient
 ) -> None:
-    key_id = (await services.key_store.list())[-1].id  # the fixture's key, used by `client`
+    key_id = (await services.keys.store.list())[-1].id  # the fixture's key, used by `client`
     renamed = await admin.post(f"{KEYS}/{key_id}", json={"name": "renamed"})
     assert renamed.status_code == 200, renamed.text
     assert renamed.json()["name"] == "renamed"
@@ -254,7 +254,7 @@ async def test_update_name_and_status(
 async def test_an_archived_key_stays_archived(
     services: Services, client: httpx.AsyncClient, admin: httpx.AsyncClient
 ) -> None:
-    key_id = (await services.key_store.list())[-1].id
+    key_id = (await services.keys.store.list())[-1].id
     archived = await admin.post(f"{KEYS}/{key_id}", json={"status": "archived"})
     assert archived.json()["status"] == "archived"
     assert (await client.post("/v1/messages", json=message())).status_code == 401
@@ -282,7 +282,7 @@ async def test_an_archived_key_stays_archived(
 async def test_update_validates_the_body_strictly(
     services: Services, admin: httpx.AsyncClient, body: Any, message: str
 ) -> None:
-    key_id = (await services.key_store.list())[-1].id
+    key_id = (await services.keys.store.list())[-1].id
     response = await admin.post(f"{KEYS}/{key_id}", json=body)
     assert_error(response, 400, "invalid_request_error", message)
 
@@ -300,8 +300,7 @@ NOW = datetime(2025, 3, 4, 10, 20, 30, tzinfo=UTC)
 @pytest.fixture
 async def at_fixed_time(tmp_path: Path) -> AsyncIterator[Services]:
     """Started services whose clock stands still at NOW."""
-    svc = Services.from_settings(scripted_settings(tmp_path / "fixed"), clock=NOW.timestamp)
-    await svc.start()
+    svc = await start_services(scripted_settings(tmp_path / "fixed"), clock=NOW.timestamp)
     try:
         yield svc
     finally:
@@ -341,9 +340,9 @@ def stream_usage(sse: str) -> dict[str, int]:
 
 async def test_usage_adds_up_after_messages(at_fixed_time: Services) -> None:
     svc = at_fixed_time
-    alice = await svc.key_store.create("alice")
-    bob = await svc.key_store.create("bob")
-    admin_secret = (await svc.key_store.create("root", admin=True)).secret
+    alice = await svc.keys.store.create("alice")
+    bob = await svc.keys.store.create("bob")
+    admin_secret = (await svc.keys.store.create("root", admin=True)).secret
     sent: dict[str, list[dict[str, int]]] = {alice.key.id: [], bob.key.id: []}
     for created, texts in [
         (alice, ["say: one two three", "count: 5"]),
@@ -408,12 +407,12 @@ async def test_usage_adds_up_after_messages(at_fixed_time: Services) -> None:
 @pytest.fixture
 async def recorded(services: Services) -> dict[str, str]:
     """Usage for two keys and two models at known times on 2025-01-01 (UTC)."""
-    a = (await services.key_store.create("a")).key.id
-    b = (await services.key_store.create("b")).key.id
+    a = (await services.keys.store.create("a")).key.id
+    b = (await services.keys.store.create("b")).key.id
 
     async def add(key: str, model: str, at: str, inp: int, out: int, **cache: int) -> None:
         when = datetime.fromisoformat(at)
-        await services.usage_store.add(
+        await services.usage.store.add(
             UsageRecord(key, model, when, input_tokens=inp, output_tokens=out, **cache)
         )
 
@@ -673,11 +672,10 @@ async def test_models_grouping_with_two_scripted_models(tmp_path: Path) -> None:
     second = ModelConfig(id="scripted-2", engine="scripted", context_window=2048, slots=1)
     base: Settings = scripted_settings(tmp_path / "two")
     settings = base.model_copy(update={"models": [*base.models, second]})
-    svc = Services.from_settings(settings)
-    await svc.start()
+    svc = await start_services(settings)
     try:
-        user = (await svc.key_store.create("user")).secret
-        admin_secret = (await svc.key_store.create("root", admin=True)).secret
+        user = (await svc.keys.store.create("user")).secret
+        admin_secret = (await svc.keys.store.create("root", admin=True)).secret
         async with asgi_client(svc, old_sdk_headers(user)) as http:
             for model in (SCRIPTED_MODEL, "scripted-2", "scripted-2"):
                 response = await http.post(

@@ -114,8 +114,8 @@ async def test_browser_access_switched_off(tmp_path: Path) -> None:
 
 
 async def test_browser_access_switched_off_for_one_key(services: Services) -> None:
-    closed = await services.key_store.create("server only", browser_access=False)
-    open_key = (await services.key_store.create("byok app")).secret
+    closed = await services.keys.store.create("server only", browser_access=False)
+    open_key = (await services.keys.store.create("byok app")).secret
     async with asgi_client(services, old_sdk_headers(closed.secret)) as http:
         refused = await http.post("/v1/messages", json=BODY, headers={**ORIGIN, **OPT_IN})
         assert refused.status_code == 403
@@ -129,7 +129,7 @@ async def test_browser_access_switched_off_for_one_key(services: Services) -> No
         assert allowed.status_code == 200
 
     # Switching it on takes effect from the next request (no cache to expire).
-    await services.key_store.update(closed.key.id, browser_access=True)
+    await services.keys.store.update(closed.key.id, browser_access=True)
     async with asgi_client(services, old_sdk_headers(closed.secret)) as http:
         now_allowed = await http.post("/v1/messages", json=BODY, headers={**ORIGIN, **OPT_IN})
         assert now_allowed.status_code == 200

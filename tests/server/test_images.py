@@ -9,13 +9,17 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from parley.config import ModelConfig
-from parley.core.image_sources import ImageFetcher, ImageFetchPolicy
 from parley.services import Services
 from tests.conftest import SCRIPTED_MODEL, running_app, scripted_settings
 from tests.images import gif, image_block, jpeg, png
 from tests.server.test_validation import assert_error
+from tests.upstream.fake_openai import serve_asgi
 
 VISION = "vision-1"
 
@@ -181,16 +185,19 @@ async def test_url_sources_are_refused_unless_enabled(
     )
 
 
-async def test_url_sources_when_enabled(app: tuple[Services, httpx.AsyncClient]) -> None:
-    svc, http = app
-    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=gif(7, 9)))
-    svc.image_fetcher = ImageFetcher(
-        ImageFetchPolicy(enabled=True, allowed_hosts=("images.test",)), transport
+async def _gif(request: Request) -> Response:
+    return Response(gif(7, 9), media_type="image/gif")
+
+
+async def test_url_sources_when_enabled(tmp_path: Path) -> None:
+    models = [ModelConfig(id=VISION, engine="scripted", slots=1, images=True)]
+    settings = scripted_settings(
+        tmp_path / "data", models=models, image_url_fetch=True, image_url_hosts=["127.0.0.1"]
     )
-    assert (
-        await reply(http, body(url_block("https://images.test/a.gif"))) == "Echo: [image/gif 7x9]"
-    )
-    response = await http.post("/v1/messages", json=body(url_block("https://other.test/a.gif")))
+    images = Starlette(routes=[Route("/a.gif", _gif)])
+    async with serve_asgi(images) as url, running_app(settings) as (_, http):
+        assert await reply(http, body(url_block(f"{url}/a.gif"))) == "Echo: [image/gif 7x9]"
+        response = await http.post("/v1/messages", json=body(url_block("https://other.test/a.gif")))
     assert_error(
         response,
         400,

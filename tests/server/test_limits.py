@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from parley.config import ModelConfig
+from parley.config import ModelConfig, Tier
 from parley.core.slots import SlotPool
 from parley.engines.scripted import ScriptedEngine
 from parley.services import Services
@@ -249,3 +249,18 @@ async def test_admitted_stream_is_never_refused_later(
             assert response.text.endswith('event: message_stop\ndata: {"type":"message_stop"}\n\n')
     assert pool.busy == 0
     assert pool.waiting == 0
+
+
+async def test_a_request_refused_as_overloaded_costs_no_rate_limit(tmp_path: Path) -> None:
+    # Admitted by the rate limiter, then refused by the engine's full queue: the
+    # request, its input tokens and its output reservation are all given back.
+    tiers = {"default": Tier(requests_per_minute=3)}
+    settings = scripted_settings(tmp_path / "data", tiers=tiers, queue_size=2)
+    async with running_app(settings) as (svc, http):
+        async with full_pool(pool_of(svc)):
+            for _ in range(5):
+                assert_overloaded(await http.post("/v1/messages", json=params()))
+        await svc.drain()
+        response = await http.post("/v1/messages", json=params())
+    assert response.status_code == 200, response.text
+    assert response.headers["anthropic-ratelimit-requests-remaining"] == "2"

@@ -14,10 +14,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from parley.core.records import UsageRecord
 from parley.store.database import MIGRATIONS, open_database
 from parley.store.keys import SECRET_PREFIX, KeyNotFound, KeyStore
 from parley.store.schema import api_keys
-from parley.store.usage import UsageRecord, UsageStore
+from parley.store.usage import UsageStore
 
 AT = datetime(2027, 1, 15, 8, 30, 12, tzinfo=UTC)
 MINUTE = AT.replace(second=0)

@@ -14,7 +14,7 @@ import pytest
 
 from parley.config import ModelConfig, Settings
 from parley.server.app import create_app
-from parley.services import Services
+from parley.services import Services, start_services
 from tests.conftest import old_sdk_headers, scripted_settings
 from tests.upstream.fake_openai import FakeState, serve_asgi, serving
 
@@ -102,11 +102,10 @@ class LiveParley:
 
 @asynccontextmanager
 async def live_parley(settings: Settings) -> AsyncIterator[LiveParley]:
-    svc = Services.from_settings(settings)
-    await svc.start()
+    svc = await start_services(settings)
     try:
-        key = (await svc.key_store.create("test")).secret
-        async with serve_asgi(create_app(svc, manage_services=False)) as url:
+        key = (await svc.keys.store.create("test")).secret
+        async with serve_asgi(create_app(svc)) as url:
             yield LiveParley(svc, url, key)
     finally:
         await svc.aclose()

@@ -264,7 +264,7 @@ async def test_parleys_own_keys_usage_and_cors_apply(
         assert browser.status_code == 200
         assert browser.headers["access-control-allow-origin"] == "*"
         await svc.drain()
-        rows = await svc.usage_store.rows()
+        rows = await svc.usage.store.rows()
     usage = browser.json()["usage"]
     assert sum(r.counts["input_tokens"] for r in rows) == usage["input_tokens"]
     assert sum(r.counts["output_tokens"] for r in rows) == usage["output_tokens"] == 3

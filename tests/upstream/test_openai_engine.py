@@ -20,6 +20,7 @@ from parley.core.generation import (
     ToolInputChunk,
     Turn,
 )
+from parley.engines.base import Generation
 from parley.engines.openai_compat import OpenAICompatEngine
 from parley.errors import (
     InternalServerError,
@@ -52,9 +53,16 @@ async def engine_for(url: str, **config: Any) -> AsyncIterator[OpenAICompatEngin
         await engine.aclose()
 
 
+async def opened(engine: OpenAICompatEngine, req: GenerationRequest) -> Generation:
+    return await engine.open(await engine.prepare(req))
+
+
 async def run(engine: OpenAICompatEngine, req: GenerationRequest) -> list[EngineEvent]:
-    prepared = await engine.prepare(req)
-    async with aclosing(engine.generate(prepared)) as events:
+    return await read(await opened(engine, req))
+
+
+async def read(generation: Generation) -> list[EngineEvent]:
+    async with aclosing(generation.events) as events:
         return [event async for event in events]
 
 
@@ -124,7 +132,7 @@ async def test_prefill_refused_when_configured(fake: Fake) -> None:
 async def test_upstream_429_keeps_its_retry_delay(fake: Fake) -> None:
     async with engine_for(fake.url) as engine:
         with pytest.raises(RateLimitError) as caught:
-            await engine.prepare(request("status: 429"))
+            await opened(engine, request("status: 429"))
     assert caught.value.headers["retry-after"] == "7"
     assert caught.value.headers["x-should-retry"] == "true"
 
@@ -136,51 +144,52 @@ async def test_upstream_429_keeps_its_retry_delay(fake: Fake) -> None:
 async def test_upstream_5xx_is_retryable(fake: Fake, status: int, error: type[Exception]) -> None:
     async with engine_for(fake.url) as engine:
         with pytest.raises(error) as caught:
-            await engine.prepare(request(f"status: {status}"))
+            await opened(engine, request(f"status: {status}"))
     assert getattr(caught.value, "headers", {})["x-should-retry"] == "true"
 
 
 async def test_upstream_400_is_the_clients_error(fake: Fake) -> None:
     async with engine_for(fake.url) as engine:
         with pytest.raises(InvalidRequestError, match="scripted 400"):
-            await engine.prepare(request("status: 400"))
+            await opened(engine, request("status: 400"))
 
 
 async def test_connection_refused_is_overloaded() -> None:
     async with engine_for("http://127.0.0.1:9/v1") as engine:
         with pytest.raises(OverloadedError) as caught:
-            await engine.prepare(request("hi"))
+            await opened(engine, request("hi"))
     assert caught.value.headers["x-should-retry"] == "true"
 
 
-async def test_error_after_the_headers_surfaces_in_generate(fake: Fake) -> None:
-    # The upstream holds its headers longer than Parley waits: prepare() returns, and
+async def test_prepare_sends_nothing(fake: Fake) -> None:
+    async with engine_for(fake.url) as engine:
+        prepared = await engine.prepare(request("say: hello"))
+        engine.discard(prepared)
+    assert fake.state.requests == []
+
+
+async def test_error_after_the_headers_surfaces_in_the_events(fake: Fake) -> None:
+    # The upstream holds its headers longer than Parley waits: open() returns, and
     # the refusal arrives when generation claims the response.
     async with engine_for(fake.url, header_wait=0.01) as engine:
-        prepared = await engine.prepare(request("headers_delay: 0.3\nstatus: 429"))
+        generation = await opened(engine, request("headers_delay: 0.3\nstatus: 429"))
         with pytest.raises(RateLimitError):
-            await run_prepared(engine, prepared)
-
-
-async def run_prepared(engine: OpenAICompatEngine, prepared: Any) -> list[EngineEvent]:
-    async with aclosing(engine.generate(prepared)) as events:
-        return [event async for event in events]
+            await read(generation)
 
 
 async def test_connection_dropped_mid_reply(fake: Fake) -> None:
     got: list[EngineEvent] = []
     async with engine_for(fake.url) as engine:
-        prepared = await engine.prepare(request("say: a b c d\ndie_after: 2"))
+        generation = await opened(engine, request("say: a b c d\ndie_after: 2"))
         with pytest.raises(InternalServerError):
-            await collect(engine.generate(prepared), got)
+            await collect(generation.events, got)
     assert [e.text for e in got if isinstance(e, TextChunk)] == ["a ", "b "]
 
 
 async def test_error_chunk_mid_stream(fake: Fake) -> None:
     async with engine_for(fake.url) as engine:
-        prepared = await engine.prepare(request("say: a b c\nerror_after: 1"))
         with pytest.raises(InternalServerError):
-            await run_prepared(engine, prepared)
+            await run(engine, request("say: a b c\nerror_after: 1"))
 
 
 async def test_length_finish_is_max_tokens(fake: Fake) -> None:
@@ -193,27 +202,34 @@ async def test_length_finish_is_max_tokens(fake: Fake) -> None:
 async def test_closing_the_generation_closes_the_upstream_stream(fake: Fake) -> None:
     fake.state.token_delay = 0.05
     async with engine_for(fake.url) as engine:
-        prepared = await engine.prepare(request("say: " + " ".join(["w"] * 50)))
-        async with aclosing(engine.generate(prepared)) as events:
+        generation = await opened(engine, request("say: " + " ".join(["w"] * 50)))
+        async with aclosing(generation.events) as events:
             first = await anext(events)
         assert isinstance(first, TextChunk)
         await eventually(lambda: fake.state.cancelled == 1)
     assert fake.state.completed == 0
 
 
+async def test_a_generation_given_up_unread_closes_the_upstream_response(fake: Fake) -> None:
+    # The request was opened, then its client went away before reading any of it.
+    async with engine_for(fake.url) as engine:
+        generation = await opened(engine, request("prefill_delay: 30"))
+        await generation.aclose()
+        await eventually(lambda: fake.state.cancelled == 1)
+
+
 async def test_an_unclaimed_upstream_response_is_closed(fake: Fake) -> None:
-    # prepare() opened the upstream request, then the request was refused (say, by
-    # Parley's rate limiter) and never generated.
+    # A safety net: a generation nobody reads nor closes is closed after a while.
     async with engine_for(fake.url, claim_timeout=0.05) as engine:
-        await engine.prepare(request("prefill_delay: 30"))
+        await opened(engine, request("prefill_delay: 30"))
         await eventually(lambda: fake.state.cancelled == 1)
 
 
 async def test_claiming_after_the_timeout_reopens(fake: Fake) -> None:
     async with engine_for(fake.url, claim_timeout=0.01) as engine:
-        prepared = await engine.prepare(request("prefill_delay: 0.3\nsay: late"))
+        generation = await opened(engine, request("prefill_delay: 0.3\nsay: late"))
         await eventually(lambda: fake.state.cancelled == 1)
-        events = await run_prepared(engine, prepared)
+        events = await read(generation)
     assert [e.text for e in events if isinstance(e, TextChunk)] == ["late"]
     assert len(fake.state.requests) == 2
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from parley.config import Tier
 from tests.conftest import running_app
 from tests.images import png
 from tests.upstream.conftest import (
@@ -262,7 +263,7 @@ async def test_usage_is_recorded_with_the_upstreams_counts(fake: Fake, tmp_path:
         response = await http.post("/v1/messages", json=message_body("say: a b c d e"))
         assert response.status_code == 200
         await svc.drain()
-        rows = await svc.usage_store.rows()
+        rows = await svc.usage.store.rows()
     assert sum(r.counts["output_tokens"] for r in rows) == 5
     assert sum(r.counts["input_tokens"] for r in rows) == 11
 
@@ -309,3 +310,18 @@ async def test_declared_images_go_upstream_as_data_urls(fake: Fake, tmp_path: Pa
         png(4, 3)
     ).decode("ascii")
     assert text == {"type": "text", "text": "say: a cat"}
+
+
+async def test_refused_requests_open_no_upstream_request(fake: Fake, tmp_path: Path) -> None:
+    # Over its rate limit, a client gets 429s; the upstream never hears of them.
+    tiers = {"default": Tier(requests_per_minute=2)}
+    settings = upstream_settings(tmp_path, openai_model(fake.url), tiers=tiers)
+    async with running_app(settings) as (svc, http):
+        answers = [
+            await http.post("/v1/messages", json=message_body("say: hi", stream=stream))
+            for stream in (False, True) * 5
+        ]
+        await svc.drain()
+    assert [a.status_code for a in answers] == [200, 200] + [429] * 8
+    assert len(fake.state.requests) == 2
+    assert all(error_of(a)["type"] == "rate_limit_error" for a in answers[2:])

@@ -10,24 +10,24 @@ import pytest
 
 from parley.config import RoutingConfig
 from parley.core.generation import EngineEvent, Finished, GenerationRequest, TextChunk, Turn
-from parley.engines.base import Engine, PreparedGeneration
+from parley.engines.base import Engine, Generation, PreparedGeneration
 from parley.engines.routing import Backend, RoutedEngine
 from parley.errors import APIError, InvalidRequestError, OverloadedError, RateLimitError
 
 REQUEST = GenerationRequest(model="m", system=None, turns=(Turn.of("user", "hi"),), max_tokens=9)
 
 
-class FakeEngine(Engine):
+class FakeEngine(Engine[None]):
     """A backend whose failures the test decides."""
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.down = False  # prepare and health checks fail with 529
-        self.refuse: APIError | None = None  # prepare raises this
+        self.down = False  # open and health checks fail with 529
+        self.refuse: APIError | None = None  # open raises this
         self.die_before_reply = 0  # this many generations fail before their first event
         self.die_after_first = False
         self.gate: asyncio.Event | None = None  # generation waits for it after one chunk
-        self.prepared = 0
+        self.opened = 0
         self.served = 0
 
     @property
@@ -37,15 +37,18 @@ class FakeEngine(Engine):
     async def count_tokens(self, request: GenerationRequest) -> int:
         return 5
 
-    async def prepare(self, request: GenerationRequest) -> PreparedGeneration:
-        self.prepared += 1
+    async def prepare(self, request: GenerationRequest) -> PreparedGeneration[None]:
+        return PreparedGeneration(request, 5, None)
+
+    async def open(self, prepared: PreparedGeneration[None]) -> Generation:
+        self.opened += 1
         if self.down:
             raise OverloadedError("Overloaded")
         if self.refuse is not None:
             raise self.refuse
-        return PreparedGeneration(request, 5, None)
+        return Generation(5, self._events())
 
-    async def generate(self, prepared: PreparedGeneration) -> AsyncGenerator[EngineEvent, None]:
+    async def _events(self) -> AsyncGenerator[EngineEvent, None]:
         if self.die_before_reply:
             self.die_before_reply -= 1
             raise OverloadedError("Overloaded")
@@ -76,9 +79,12 @@ async def routed(
         await router.aclose()
 
 
+async def opened(router: RoutedEngine) -> Generation:
+    return await router.open(await router.prepare(REQUEST))
+
+
 async def reply(router: RoutedEngine) -> str:
-    prepared = await router.prepare(REQUEST)
-    async with aclosing(router.generate(prepared)) as events:
+    async with aclosing((await opened(router)).events) as events:
         return "".join([e.text async for e in events if isinstance(e, TextChunk)])
 
 
@@ -105,8 +111,7 @@ async def test_idle_backends_take_turns() -> None:
 async def test_a_busy_backend_gets_no_more_until_the_others_are_as_busy() -> None:
     async with routed("a", "b") as (router, engines):
         engines["a"].gate = asyncio.Event()
-        first = await router.prepare(REQUEST)
-        held = router.generate(first)
+        held = (await opened(router)).events
         assert await anext(held) == TextChunk("a", 1)  # "a" now has a request in flight
         assert [await reply(router) for _ in range(3)] == ["b", "b", "b"]
         engines["a"].gate.set()
@@ -117,7 +122,7 @@ async def test_a_refused_request_goes_to_another_backend() -> None:
     async with routed("a", "b") as (router, engines):
         engines["a"].down = True
         assert {await reply(router) for _ in range(2)} == {"b"}
-        assert engines["a"].prepared >= 1
+        assert engines["a"].opened >= 1
 
 
 async def test_a_request_cut_off_before_its_reply_goes_to_another_backend() -> None:
@@ -133,10 +138,10 @@ async def test_a_request_cut_off_before_its_reply_goes_to_another_backend() -> N
 async def test_no_failover_once_the_reply_started() -> None:
     async with routed("a") as (router, engines):
         engines["a"].die_after_first = True
-        prepared = await router.prepare(REQUEST)
+        generation = await opened(router)
         got: list[EngineEvent] = []
         with pytest.raises(OverloadedError):
-            await collect(router.generate(prepared), got)
+            await collect(generation.events, got)
     assert got == [TextChunk("a", 1)]
 
 
@@ -144,8 +149,8 @@ async def test_the_clients_own_errors_are_not_retried() -> None:
     async with routed("a", "b") as (router, engines):
         engines["a"].refuse = engines["b"].refuse = InvalidRequestError("bad")
         with pytest.raises(InvalidRequestError):
-            await router.prepare(REQUEST)
-        assert engines["a"].prepared + engines["b"].prepared == 1
+            await opened(router)
+        assert engines["a"].opened + engines["b"].opened == 1
 
 
 async def test_when_every_backend_refuses_the_last_error_is_the_answer() -> None:
@@ -153,7 +158,7 @@ async def test_when_every_backend_refuses_the_last_error_is_the_answer() -> None
         for engine in engines.values():
             engine.refuse = RateLimitError("slow down", headers={"retry-after": "3"})
         with pytest.raises(RateLimitError) as caught:
-            await router.prepare(REQUEST)
+            await opened(router)
     assert caught.value.headers["retry-after"] == "3"
 
 
@@ -161,8 +166,8 @@ async def test_max_attempts_bounds_the_failover() -> None:
     async with routed("a", "b", max_attempts=1) as (router, engines):
         engines["a"].down = engines["b"].down = True
         with pytest.raises(OverloadedError):
-            await router.prepare(REQUEST)
-        assert engines["a"].prepared + engines["b"].prepared == 1
+            await opened(router)
+        assert engines["a"].opened + engines["b"].opened == 1
 
 
 async def test_repeated_failures_eject_and_a_health_check_readmits() -> None:
@@ -172,10 +177,10 @@ async def test_repeated_failures_eject_and_a_health_check_readmits() -> None:
         for _ in range(4):
             assert await reply(router) == "b"
         assert a.ejected
-        tries = engines["a"].prepared
+        tries = engines["a"].opened
         for _ in range(4):
             assert await reply(router) == "b"
-        assert engines["a"].prepared == tries  # out of rotation: not even tried
+        assert engines["a"].opened == tries  # out of rotation: not even tried
         engines["a"].down = False
         await eventually(lambda: not a.ejected)
         assert "a" in {await reply(router) for _ in range(4)}

@@ -13,6 +13,7 @@ priority on the same engines as interactive traffic, and writes their results.
 - Claims carry this worker's token and a lease, renewed by a heartbeat. After a
   crash they lapse and any worker (this process restarted, or another replica)
   runs those requests again; a result is only ever written once (store/batches.py).
+- Usage is recorded by the message pipeline, as for every other message.
 - Housekeeping applies the time rules with the injected clock: expiry after
   24 h, cancellation of what had not run, archiving after 29 days.
 """
@@ -23,20 +24,16 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
-from parley.batches.runner import Ran, run_request
+from parley.batches.runner import run_request
 from parley.core.batches import RESULTS_KEPT
-from parley.core.slots import background
-from parley.store.batches import BatchStore, ClaimedRequest
-from parley.store.keys import ApiKey, KeyNotFound
-from parley.store.usage import UsageRecord
-
-if TYPE_CHECKING:
-    from parley.services import Services
+from parley.core.records import ApiKey
+from parley.pipeline.messages import MessagePipeline
+from parley.ratelimit.limiter import Clock
+from parley.store.batches import BatchStore, ClaimedRequest, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -44,31 +41,47 @@ log = logging.getLogger(__name__)
 HOUSEKEEPING_INTERVAL = 5.0
 # Requests claimed ahead per running one: fewer, larger claims (each is a transaction).
 PREFETCH = 8
-# Usage is added up here and written at most this often (seconds), and when a batch ends.
-USAGE_INTERVAL = 1.0
 # A create that never finished (its process died mid-upload) is removed after this.
 ABANDONED_CREATE = timedelta(hours=1)
 
 
+KeyLookup = Callable[[str], Awaitable[ApiKey | None]]
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    concurrency: int
+    lease_seconds: float
+    poll_interval: float
+
+
 @dataclass
 class _Finished:
-    ran: Ran
+    outcome: Outcome
     stored: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
 
 class BatchWorker:
-    def __init__(self, svc: Services, store: BatchStore) -> None:
-        settings = svc.settings
-        self._svc = svc
+    def __init__(
+        self,
+        store: BatchStore,
+        pipeline: MessagePipeline,
+        find_key: KeyLookup,
+        settings: WorkerSettings,
+        clock: Clock,
+    ) -> None:
         self._store = store
+        self._pipeline = pipeline
+        self._find_key = find_key
+        self._clock = clock
         self.token = "worker_" + secrets.token_hex(12)
-        self._concurrency = settings.batch_concurrency
+        self._concurrency = settings.concurrency
         self._gate = asyncio.Semaphore(self._concurrency)
         self._claim_limit = self._concurrency * PREFETCH
-        self._lease = timedelta(seconds=settings.batch_lease_seconds)
-        self._poll = settings.batch_poll_interval
+        self._lease = timedelta(seconds=settings.lease_seconds)
+        self._poll = settings.poll_interval
         self._wake = asyncio.Event()
         self._running: dict[asyncio.Task[None], ClaimedRequest] = {}
         self._finished: list[_Finished] = []
@@ -76,11 +89,9 @@ class BatchWorker:
         self._loops: list[asyncio.Task[None]] = []
         # Batches with nothing left to claim at our last try: worth checking for the end.
         self._drained: set[str] = set()
-        self._usage: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
-        self._usage_due = 0.0
 
     def _now(self) -> datetime:
-        return datetime.fromtimestamp(self._svc.clock(), UTC)
+        return datetime.fromtimestamp(self._clock(), UTC)
 
     def start(self) -> None:
         self._loops = [
@@ -103,7 +114,6 @@ class BatchWorker:
         self._loops = []
         try:
             await self._write(self._take_finished())
-            await self._flush_usage()
             await self._store.release(self.token)
         except Exception:
             log.exception("batch worker: could not hand back its claims")
@@ -168,7 +178,7 @@ class BatchWorker:
                 self._drained.add(batch.id)
             if not claimed:
                 continue
-            key = await self._key(batch.key_id)
+            key = await self._find_key(batch.key_id)
             for request in claimed:
                 task = asyncio.create_task(self._run(request, key))
                 self._running[task] = request
@@ -179,20 +189,10 @@ class BatchWorker:
                 break
         return started
 
-    async def _key(self, key_id: str) -> ApiKey | None:
-        try:
-            return await self._svc.key_store.get(key_id)
-        except KeyNotFound:
-            return None
-
     async def _run(self, request: ClaimedRequest, key: ApiKey | None) -> None:
-        svc = self._svc
         async with self._gate:
-            with background():
-                ran = await run_request(
-                    request, key, svc.registry, svc.rate_limiter, svc.clock, svc.image_fetcher
-                )
-        finished = _Finished(ran)
+            outcome = await run_request(request, key, self._pipeline)
+        finished = _Finished(outcome)
         self._finished.append(finished)
         self._have_finished.set()
         # Counted among the claimed until stored, so unwritten results stay bounded.
@@ -211,17 +211,13 @@ class BatchWorker:
     async def _write(self, finished: list[_Finished]) -> None:
         if not finished:
             return
-        written = await self._store.complete(self.token, [f.ran.outcome for f in finished])
+        written = await self._store.complete(self.token, [f.outcome for f in finished])
         if written < len(finished):
             log.info("batch worker: %d results were no longer ours", len(finished) - written)
         for f in finished:
             if not f.stored.done():
                 f.stored.set_result(None)
-            if f.ran.usage is not None:
-                self._add_usage(f.ran.usage)
-        ending = {f.ran.outcome.batch_id for f in finished} & self._drained
-        if ending or asyncio.get_running_loop().time() >= self._usage_due:
-            await self._flush_usage()
+        ending = {f.outcome.batch_id for f in finished} & self._drained
         now = self._now()
         for batch_id in ending:
             if not await self._store.unfinished(batch_id):
@@ -244,22 +240,6 @@ class BatchWorker:
             if not await self._store.unfinished(batch_id):
                 await self._store.finalize(batch_id, now)
 
-    def _add_usage(self, record: UsageRecord) -> None:
-        total = self._usage[(record.key_id, record.model)]
-        total[0] += record.requests
-        total[1] += record.input_tokens
-        total[2] += record.output_tokens
-
-    async def _flush_usage(self) -> None:
-        # One row update per key and model for everything since the last flush.
-        self._usage_due = asyncio.get_running_loop().time() + USAGE_INTERVAL
-        totals, self._usage = self._usage, defaultdict(lambda: [0, 0, 0])
-        at = self._now()
-        for (key_id, model), (requests, input_tokens, output_tokens) in totals.items():
-            await self._svc.usage_store.add(
-                UsageRecord(key_id, model, at, requests, input_tokens, output_tokens)
-            )
-
     # -- for tests and housekeeping ----------------------------------------------------
 
     async def run_until_idle(self) -> None:
@@ -271,7 +251,6 @@ class BatchWorker:
                 if self._running:
                     await asyncio.wait(set(self._running), timeout=0.01)
             await self._write(self._take_finished())
-        await self._flush_usage()
         await self.housekeeping()
 
     async def housekeeping(self) -> None:

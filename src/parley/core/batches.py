@@ -101,7 +101,7 @@ def succeeded_result(message: Message) -> str:
 
 def errored_result(error: APIError) -> str:
     # The full envelope, without request_id: the request had none of its own.
-    return ErroredResult(error=ErrorResponse(error=error.to_error_object())).model_dump_json()
+    return ErroredResult(error=ErrorResponse.model_validate(error.envelope())).model_dump_json()
 
 
 _FIXED_RESULTS = {

@@ -12,7 +12,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from parley.errors import InvalidRequestError, RequestTooLargeError
+from parley.errors import TOO_LARGE, InvalidRequestError, RequestTooLargeError
 
 _WHITESPACE = " \t\n\r"
 # Consumed text is dropped from the buffer once this much of it has piled up.
@@ -46,7 +46,7 @@ class _Reader:
             chunk = b""
         self._size += len(chunk)
         if self._size > self._limit:
-            raise RequestTooLargeError("Request exceeds the maximum size")
+            raise RequestTooLargeError(TOO_LARGE)
         if self.pos > _COMPACT_AT:
             self._offset += self.pos
             self.buf = self.buf[self.pos :]

@@ -1,17 +1,22 @@
-"""Content blocks of a streamed message, opened and closed one after another
-(api-spec §6.2: indices 0..n-1, never interleaved; the SDKs rely on it, §7)."""
+"""Content blocks of a message, opened and closed one after another (api-spec §6.2:
+indices 0..n-1, never interleaved; the SDKs rely on it, §7).
+
+The writer yields the stream events and, as it goes, keeps the blocks they add up
+to, so a plain response is the same blocks without re-reading the events.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from pydantic_core import from_json
 
 from parley.core.ids import tool_use_id
 from parley.errors import InternalServerError
-from parley.protocol.responses import TextBlock, ToolUseBlock
+from parley.protocol.responses import ContentBlock, TextBlock, ToolUseBlock
 from parley.protocol.stream import (
     ContentBlockDeltaEvent,
     ContentBlockStartEvent,
@@ -25,19 +30,27 @@ from parley.protocol.stream import (
 log = logging.getLogger(__name__)
 
 
+CallCheck = Callable[[ToolUseBlock], None]
+
+
 class BlockWriter:
-    def __init__(self) -> None:
-        self._index = -1
+    """`content` is appended to in place; `on_call` sees each call whose input is
+    complete."""
+
+    def __init__(self, content: list[ContentBlock], on_call: CallCheck | None = None) -> None:
+        self.content = content
+        self._on_call = on_call
         self._kind: str | None = None
         self._input = ""
         self.calls = 0
 
     def _open(self, block: TextBlock | ToolUseBlock) -> list[StreamEvent]:
         events = self.close()
-        self._index += 1
         self._kind = block.type
-        events.append(ContentBlockStartEvent(index=self._index, content_block=block))
-        if self._index == 0:
+        index = len(self.content)
+        events.append(ContentBlockStartEvent(index=index, content_block=block))
+        self.content.append(block.model_copy())
+        if index == 0:
             events.append(PingEvent())  # the real API pings right after the first block starts
         return events
 
@@ -45,7 +58,12 @@ class BlockWriter:
         if not text:
             return []
         events = [] if self._kind == "text" else self._open(TextBlock(text=""))
-        events.append(ContentBlockDeltaEvent(index=self._index, delta=TextDelta(text=text)))
+        block = self.content[-1]
+        assert isinstance(block, TextBlock)
+        block.text += text
+        events.append(
+            ContentBlockDeltaEvent(index=len(self.content) - 1, delta=TextDelta(text=text))
+        )
         return events
 
     def tool_call(self, name: str, call_id: str | None) -> list[StreamEvent]:
@@ -55,7 +73,9 @@ class BlockWriter:
         self._input = ""
         self.calls += 1
         events.append(
-            ContentBlockDeltaEvent(index=self._index, delta=InputJSONDelta(partial_json=""))
+            ContentBlockDeltaEvent(
+                index=len(self.content) - 1, delta=InputJSONDelta(partial_json="")
+            )
         )
         return events
 
@@ -68,7 +88,7 @@ class BlockWriter:
         self._input += partial_json
         return [
             ContentBlockDeltaEvent(
-                index=self._index, delta=InputJSONDelta(partial_json=partial_json)
+                index=len(self.content) - 1, delta=InputJSONDelta(partial_json=partial_json)
             )
         ]
 
@@ -77,11 +97,17 @@ class BlockWriter:
         reply was cut off inside it (`truncated`)."""
         if self._kind is None:
             return []
-        if self._kind == "tool_use" and not truncated and not _is_object(self._input):
-            log.error("engine sent a tool input that is not a JSON object: %r", self._input)
-            raise InternalServerError("Internal server error")
+        if self._kind == "tool_use":
+            if not truncated and not _is_object(self._input):
+                log.error("engine sent a tool input that is not a JSON object: %r", self._input)
+                raise InternalServerError("Internal server error")
+            block = self.content[-1]
+            assert isinstance(block, ToolUseBlock)
+            block.input = parse_input(self._input)
+            if not truncated and self._on_call is not None:
+                self._on_call(block)
         self._kind = None
-        return [ContentBlockStopEvent(index=self._index)]
+        return [ContentBlockStopEvent(index=len(self.content) - 1)]
 
 
 def _is_object(text: str) -> bool:

@@ -19,8 +19,7 @@ from parley.core.generation import (
     ToolResult,
     Turn,
 )
-from parley.core.image_sources import ImageFetcher
-from parley.core.images import decode_base64_image
+from parley.core.images import ImageFetch, decode_base64_image, url_images_refused
 from parley.core.tool_pairing import check_tool_pairing
 from parley.core.tools import tool_choice, tool_specs
 from parley.errors import InvalidRequestError
@@ -54,12 +53,12 @@ class _Reader:
         self,
         model: str,
         capabilities: EngineCapabilities,
-        images: ImageFetcher | None,
+        images: ImageFetch | None,
         names: dict[str, str],
     ) -> None:
         self._model = model
         self._capabilities = capabilities
-        self._images = images or ImageFetcher()
+        self._images = images
         self._names = names
 
     async def parts(self, message: MessageParam, i: int) -> tuple[Part, ...]:
@@ -112,6 +111,8 @@ class _Reader:
                 source.data, source.media_type, f"{path}.image.source.base64"
             )
         if isinstance(source, URLImageSource):
+            if self._images is None:
+                raise url_images_refused(f"{path}.image.source.url")
             return await self._images.fetch(source.url, f"{path}.image.source.url")
         raise InvalidRequestError(
             f"{path}.image.source.file: file sources need the Files API, which this "
@@ -129,7 +130,7 @@ async def build_turns(
     messages: list[MessageParam],
     model: str,
     capabilities: EngineCapabilities,
-    images: ImageFetcher | None = None,
+    images: ImageFetch | None = None,
 ) -> tuple[Turn, ...]:
     if not messages:
         raise InvalidRequestError("messages: at least one message is required")
@@ -163,7 +164,7 @@ async def build_turns(
 async def generation_request(
     params: MessageCreateParams,
     capabilities: EngineCapabilities,
-    images: ImageFetcher | None = None,
+    images: ImageFetch | None = None,
 ) -> GenerationRequest:
     tools = tool_specs(params.tools, capabilities, params.model)
     return GenerationRequest(
@@ -185,7 +186,7 @@ async def generation_request(
 async def counting_request(
     params: CountTokensParams,
     capabilities: EngineCapabilities,
-    images: ImageFetcher | None = None,
+    images: ImageFetch | None = None,
 ) -> GenerationRequest:
     tools = tool_specs(params.tools, capabilities, params.model)
     return GenerationRequest(

@@ -277,11 +277,3 @@ class Finished:
 
 
 EngineEvent = TextChunk | ToolCallStart | ToolInputChunk | Finished
-
-
-@dataclass
-class Meter:
-    """Token counts of one message as it runs; read after it ends or is cut off."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import struct
+from typing import Protocol
 
 from parley.core.generation import ImagePart
 from parley.errors import InvalidRequestError
@@ -120,3 +121,16 @@ def image_part(raw: bytes, media_type: str, url: str | None = None) -> ImagePart
     size = image_size(raw, media_type)
     width, height = size if size is not None else (None, None)
     return ImagePart(media_type=media_type, data=raw, width=width, height=height, url=url)
+
+
+class ImageFetch(Protocol):
+    """Fetches an image URL (network IO lives outside core: `pipeline.image_urls`)."""
+
+    async def fetch(self, url: str, path: str) -> ImagePart: ...
+
+
+def url_images_refused(path: str) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"{path}: this server does not fetch images from URLs; send the image "
+        "as a base64 source instead"
+    )

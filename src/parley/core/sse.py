@@ -28,7 +28,7 @@ def event_frame(event: BaseModel) -> bytes:
 
 
 def error_frame(error: APIError) -> bytes:
-    return frame("error", {"type": "error", "error": error.to_error_object()})
+    return frame("error", error.envelope())
 
 
 async def with_pings(

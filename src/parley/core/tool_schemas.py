@@ -40,6 +40,11 @@ def input_errors(schema: Mapping[str, Any], input_json: str) -> list[str]:
         return [f"not JSON: {exc}"]
     if not isinstance(value, dict):
         return ["not a JSON object"]
+    return value_errors(schema, value)
+
+
+def value_errors(schema: Mapping[str, Any], value: Any) -> list[str]:
+    """Why `value` does not match `schema` (empty when it does)."""
     validator = Draft202012Validator(schema)
     return [error.message for error in validator.iter_errors(value)]
 

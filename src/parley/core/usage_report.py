@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from parley.core.calendar import rfc3339
 from parley.errors import InvalidRequestError
 from parley.protocol.admin import (
     BucketWidth,
@@ -55,11 +56,6 @@ def bucket_start(at: datetime, width: BucketWidth) -> datetime:
     if width == "1d":
         at = at.replace(hour=0)
     return at
-
-
-def rfc3339(at: datetime) -> str:
-    text = at.astimezone(UTC).isoformat()
-    return text.replace("+00:00", "Z")
 
 
 def encode_page(at: datetime) -> str:

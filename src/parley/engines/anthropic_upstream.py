@@ -16,6 +16,7 @@ import httpx
 
 from parley.config import AnthropicBackendConfig
 from parley.core.generation import (
+    EngineCapabilities,
     EngineEvent,
     EngineStopReason,
     Finished,
@@ -24,19 +25,11 @@ from parley.core.generation import (
     ToolCallStart,
     ToolInputChunk,
 )
-from parley.core.messages import check_context
 from parley.engines.anthropic_wire import anthropic_error, messages_body
-from parley.engines.base import Engine, EngineCapabilities, PreparedGeneration
 from parley.engines.token_estimates import estimate_input_tokens
+from parley.engines.upstream import UpstreamEngine
 from parley.engines.upstream_errors import error_message, transport_error
-from parley.engines.upstream_http import (
-    CLAIM_TIMEOUT,
-    OpenStream,
-    SSEEvent,
-    UpstreamCall,
-    open_stream,
-    upstream_client,
-)
+from parley.engines.upstream_http import CLAIM_TIMEOUT, OpenStream, SSEEvent
 from parley.errors import APIError, InternalServerError
 
 DEFAULT_CONTEXT_WINDOW = 200_000
@@ -54,7 +47,9 @@ _STOP_REASONS: dict[str, EngineStopReason] = {
 }
 
 
-class AnthropicUpstreamEngine(Engine):
+class AnthropicUpstreamEngine(UpstreamEngine):
+    path = "v1/messages"
+
     def __init__(
         self,
         config: AnthropicBackendConfig,
@@ -64,26 +59,19 @@ class AnthropicUpstreamEngine(Engine):
         transport: httpx.AsyncBaseTransport | None = None,
         claim_timeout: float = CLAIM_TIMEOUT,
     ) -> None:
-        self.config = config
-        self.name = config.name or config.base_url
-        self.capabilities = capabilities or EngineCapabilities(images=True, tools=True)
-        self._context_window = context_window or DEFAULT_CONTEXT_WINDOW
-        self._claim_timeout = claim_timeout
         headers = {"anthropic-version": config.anthropic_version}
         key = config.secret()
         if key:
             headers["x-api-key"] = key
-        self._client = upstream_client(
-            config.base_url,
+        super().__init__(
+            config,
             headers,
-            connect_timeout=config.connect_timeout,
-            read_timeout=config.read_timeout,
+            capabilities=capabilities or EngineCapabilities(images=True, tools=True),
+            context_window=context_window or DEFAULT_CONTEXT_WINDOW,
             transport=transport,
+            claim_timeout=claim_timeout,
         )
-
-    @property
-    def context_window(self) -> int:
-        return self._context_window
+        self.config = config
 
     async def count_tokens(self, request: GenerationRequest) -> int:
         body = messages_body(request, self.config.model, stream=False)
@@ -94,50 +82,29 @@ class AnthropicUpstreamEngine(Engine):
         if response.status_code in (404, 405):
             return estimate_input_tokens(request)  # a compatible server without the endpoint
         if response.status_code != 200:
-            raise self._error_from(response.status_code, response.content, response.headers)
+            raise self.error_from(response.status_code, response.content, response.headers)
         tokens = response.json().get("input_tokens")
         return tokens if isinstance(tokens, int) else estimate_input_tokens(request)
 
-    async def prepare(self, request: GenerationRequest) -> PreparedGeneration:
-        if request.max_tokens == 0:
-            return PreparedGeneration(request, await self.count_tokens(request), None)
-        body = messages_body(request, self.config.model, stream=True)
-        call = UpstreamCall(
-            lambda: self._open(body),
-            header_wait=self.config.header_wait,
-            claim_timeout=self._claim_timeout,
-        )
-        opened = await call.start()
-        input_tokens = _input_tokens(opened.head if opened else None)
-        if input_tokens is None:
-            input_tokens = estimate_input_tokens(request)
-        try:
-            # Core checks this too, but only after prepare(): a refusal here closes
-            # the upstream request at once instead of leaving it to the claim timeout.
-            check_context(input_tokens, request.max_tokens, self.context_window)
-        except APIError:
-            call.discard()
-            raise
-        return PreparedGeneration(request, input_tokens, call)
+    def body(self, request: GenerationRequest) -> dict[str, Any]:
+        return messages_body(request, self.config.model, stream=True)
 
-    async def _open(self, body: dict[str, Any]) -> OpenStream:
-        stream = await open_stream(
-            self._client, "v1/messages", body, upstream=self.name, error_from=self._error_from
-        )
-        try:
-            while (event := await stream.next_event()) is not None:
-                kind, data = _parse(event)
-                if kind == "message_start":
-                    stream.head = data.get("message") or {}
-                    return stream
-                if kind == "error":
-                    raise self._event_error(data)
-            raise InternalServerError("Internal server error", headers={"x-should-retry": "true"})
-        except BaseException:
-            await stream.aclose()
-            raise
+    async def on_open(self, stream: OpenStream) -> None:
+        # The upstream's message_start carries the prompt's exact size; it is read
+        # before Parley's own response starts.
+        while (event := await stream.next_event()) is not None:
+            kind, data = _parse(event)
+            if kind == "message_start":
+                stream.head = data.get("message") or {}
+                return
+            if kind == "error":
+                raise self._event_error(data)
+        raise InternalServerError("Internal server error", headers={"x-should-retry": "true"})
 
-    def _error_from(self, status: int, body: bytes, headers: httpx.Headers) -> APIError:
+    def opened_input_tokens(self, stream: OpenStream | None) -> int | None:
+        return _input_tokens(stream.head if stream else None)
+
+    def error_from(self, status: int, body: bytes, headers: httpx.Headers) -> APIError:
         message, kind = error_message(body)
         return anthropic_error(kind, message, headers, status=status, upstream=self.name)
 
@@ -147,60 +114,46 @@ class AnthropicUpstreamEngine(Engine):
             error.get("type"), error.get("message"), {}, status=500, upstream=self.name
         )
 
-    async def generate(self, prepared: PreparedGeneration) -> AsyncGenerator[EngineEvent, None]:
-        call = prepared.prompt
-        assert isinstance(call, UpstreamCall)
-        stream = await call.claim()
+    async def read(self, stream: OpenStream) -> AsyncGenerator[EngineEvent, None]:
         output_tokens = 0
         stop_reason: str | None = None
         stop_sequence: str | None = None
-        try:
-            while (event := await stream.next_event()) is not None:
-                kind, data = _parse(event)
-                if kind == "content_block_start":
-                    block = data.get("content_block") or {}
-                    if block.get("type") == "tool_use":
-                        yield ToolCallStart(block.get("name", ""), output_tokens, block.get("id"))
-                elif kind == "content_block_delta":
-                    delta = data.get("delta") or {}
-                    if delta.get("type") == "text_delta" and delta.get("text"):
-                        output_tokens += 1  # the exact count comes with message_delta
-                        yield TextChunk(delta["text"], output_tokens)
-                    elif delta.get("type") == "input_json_delta":
-                        yield ToolInputChunk(delta.get("partial_json", ""), output_tokens)
-                elif kind == "message_delta":
-                    stop_reason = (data.get("delta") or {}).get("stop_reason")
-                    stop_sequence = (data.get("delta") or {}).get("stop_sequence")
-                    usage = data.get("usage") or {}
-                    if isinstance(usage.get("output_tokens"), int):
-                        output_tokens = usage["output_tokens"]
-                elif kind == "message_stop":
-                    break
-                elif kind == "error":
-                    raise self._event_error(data)
-            if stop_reason is None:  # the upstream went away mid-reply
-                raise InternalServerError(
-                    "Internal server error", headers={"x-should-retry": "true"}
-                )
-            if stop_reason == "stop_sequence" and stop_sequence:
-                # The upstream leaves the matched sequence out of the text. Fed back,
-                # Parley's matcher (core/stops.py) reports it, and first lets out any
-                # text it was holding back as a possible start of a sequence.
-                yield TextChunk(stop_sequence, output_tokens)
-            yield Finished(_STOP_REASONS.get(stop_reason, "end_turn"), output_tokens)
-        finally:
-            await stream.aclose()
+        while (event := await stream.next_event()) is not None:
+            kind, data = _parse(event)
+            if kind == "content_block_start":
+                block = data.get("content_block") or {}
+                if block.get("type") == "tool_use":
+                    yield ToolCallStart(block.get("name", ""), output_tokens, block.get("id"))
+            elif kind == "content_block_delta":
+                delta = data.get("delta") or {}
+                if delta.get("type") == "text_delta" and delta.get("text"):
+                    output_tokens += 1  # the exact count comes with message_delta
+                    yield TextChunk(delta["text"], output_tokens)
+                elif delta.get("type") == "input_json_delta":
+                    yield ToolInputChunk(delta.get("partial_json", ""), output_tokens)
+            elif kind == "message_delta":
+                stop_reason = (data.get("delta") or {}).get("stop_reason")
+                stop_sequence = (data.get("delta") or {}).get("stop_sequence")
+                usage = data.get("usage") or {}
+                if isinstance(usage.get("output_tokens"), int):
+                    output_tokens = usage["output_tokens"]
+            elif kind == "message_stop":
+                break
+            elif kind == "error":
+                raise self._event_error(data)
+        if stop_reason is None:  # the upstream went away mid-reply
+            raise InternalServerError("Internal server error", headers={"x-should-retry": "true"})
+        if stop_reason == "stop_sequence" and stop_sequence:
+            # The upstream leaves the matched sequence out of the text. Fed back,
+            # Parley's matcher (core/stops.py) reports it, and first lets out any
+            # text it was holding back as a possible start of a sequence.
+            yield TextChunk(stop_sequence, output_tokens)
+        yield Finished(_STOP_REASONS.get(stop_reason, "end_turn"), output_tokens)
 
     async def check_health(self) -> None:
-        try:
-            response = await self._client.get("v1/models", params={"limit": 1})
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, upstream=self.name) from exc
+        response = await self.get("v1/models", limit=1)
         if response.status_code != 200:
-            raise self._error_from(response.status_code, response.content, response.headers)
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
+            raise self.error_from(response.status_code, response.content, response.headers)
 
 
 def _parse(event: SSEEvent) -> tuple[str | None, dict[str, Any]]:

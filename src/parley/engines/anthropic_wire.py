@@ -18,6 +18,7 @@ from parley.core.generation import (
 )
 from parley.engines.upstream_errors import status_error
 from parley.errors import (
+    TOO_LARGE,
     APIError,
     GatewayTimeoutError,
     InternalServerError,
@@ -117,7 +118,7 @@ def anthropic_error(
     if kind == "invalid_request_error":
         return InvalidRequestError(message or "Invalid request")
     if kind == "request_too_large":
-        return RequestTooLargeError(message or "Request exceeds the maximum size")
+        return RequestTooLargeError(message or TOO_LARGE)
     if kind in ("authentication_error", "permission_error", "not_found_error", "billing_error"):
         # About the server-held key or the configured upstream model: status_error logs
         # it and answers 500 without a word about the upstream.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from parley.config import (
@@ -18,7 +20,7 @@ from parley.engines.routing import Backend, RoutedEngine
 
 def local_engine(
     backend: LocalBackendConfig, *, context_window: int | None, queue_size: int
-) -> Engine:
+) -> Engine[Any]:
     if backend.engine == "scripted":
         from parley.engines.scripted import ScriptedEngine
 
@@ -53,7 +55,7 @@ def _backend(
     settings: Settings,
     transport: httpx.AsyncBaseTransport | None,
 ) -> Backend:
-    engine: Engine
+    engine: Engine[Any]
     if isinstance(backend, OpenAIBackendConfig):
         from parley.engines.openai_compat import OpenAICompatEngine
 

@@ -3,33 +3,70 @@
 An engine turns a neutral `GenerationRequest` into a stream of neutral events
 (text chunks and tool calls, then `Finished`; the order and fields are described
 in `parley.core.generation`). It owns its model's chat template and tokenizer,
-and declares what it can read in `capabilities` (images, tools); core refuses
-the rest before the engine is called. Errors are raised as `parley.errors.APIError`
-subclasses; before the first event they become HTTP errors, after it an SSE
-`error` event.
+and declares what it can read in `capabilities`; the pipeline refuses the rest
+before the engine is called.
+
+A message goes through an engine in two steps, with the rate limiter between them:
+
+1. `prepare(request)` renders and tokenizes. It does no IO and holds nothing the
+   engine would have to give back, except what `discard()` releases (a pinned
+   prompt-cache entry, say), so a request refused after it costs nothing.
+2. `open(prepared)` admits the request to the engine: a place in its wait queue
+   (`OverloadedError` when full), or the upstream request itself. What it returns,
+   a `Generation`, is read to the end or closed; either way the engine cleans up.
+
+Errors are raised as `parley.errors.APIError` subclasses; before the first event
+they become HTTP errors, after it an SSE `error` event.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from parley.core.generation import EngineCapabilities, EngineEvent, GenerationRequest
 
-__all__ = ["Engine", "EngineCapabilities", "PreparedGeneration"]
+__all__ = ["Engine", "EngineCapabilities", "Generation", "PreparedGeneration"]
+
+S = TypeVar("S")
 
 
 @dataclass(frozen=True)
-class PreparedGeneration:
-    """A request the engine has tokenized and admitted to its queue."""
+class PreparedGeneration(Generic[S]):
+    """A request the engine has rendered and tokenized. `state` is the engine's own
+    form of the prompt (token ids, an upstream request body, a script)."""
 
     request: GenerationRequest
     input_tokens: int
-    prompt: object  # engine-private form of the prompt (e.g. token ids)
+    state: S
 
 
-class Engine(ABC):
+def _nothing() -> None:
+    return None
+
+
+@dataclass
+class Generation:
+    """A generation an engine has accepted.
+
+    `input_tokens` is the prompt's size as the engine now knows it (an upstream may
+    have reported its own count on opening). `events` runs the model; closing it
+    early stops generation promptly. `abandon` releases what opening took when the
+    events are never read (an upstream response nobody claims).
+    """
+
+    input_tokens: int
+    events: AsyncGenerator[EngineEvent, None]
+    abandon: Callable[[], None] = field(default=_nothing)
+
+    async def aclose(self) -> None:
+        self.abandon()
+        await self.events.aclose()
+
+
+class Engine(ABC, Generic[S]):
     # Text only unless an engine says otherwise (a class or instance attribute).
     capabilities: EngineCapabilities = EngineCapabilities()
 
@@ -37,7 +74,7 @@ class Engine(ABC):
     @abstractmethod
     def context_window(self) -> int: ...
 
-    async def start(self) -> None:  # noqa: B027 (optional hook)
+    async def start(self) -> None:
         """Load weights or open connections; called once before serving."""
 
     @abstractmethod
@@ -46,16 +83,21 @@ class Engine(ABC):
         rendered exactly as `prepare` renders it (tools and tool blocks included)."""
 
     @abstractmethod
-    async def prepare(self, request: GenerationRequest) -> PreparedGeneration:
-        """Tokenize and admit: raises OverloadedError when the wait queue is full."""
+    async def prepare(self, request: GenerationRequest) -> PreparedGeneration[S]:
+        """Render and tokenize; no IO, nothing held but what `discard` releases."""
+
+    def discard(self, prepared: PreparedGeneration[S]) -> None:
+        """Forget a prepared request that will not be opened (refused by the rate
+        limiter, say)."""
 
     @abstractmethod
-    def generate(self, prepared: PreparedGeneration) -> AsyncGenerator[EngineEvent, None]:
-        """Run the model. Closing the iterator early stops generation promptly."""
+    async def open(self, prepared: PreparedGeneration[S]) -> Generation:
+        """Admit the request: `OverloadedError` when the engine's queue is full, an
+        upstream's refusal as its APIError. `prepared` is the engine's from now on."""
 
-    async def check_health(self) -> None:  # noqa: B027 (optional hook)
+    async def check_health(self) -> None:
         """Raise if the engine cannot serve now (an upstream engine asks its server);
         the router uses it to bring an ejected backend back."""
 
-    async def aclose(self) -> None:  # noqa: B027 (optional hook)
+    async def aclose(self) -> None:
         """Release resources."""

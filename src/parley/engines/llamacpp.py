@@ -35,8 +35,7 @@ from parley.core.generation import (
     ToolInputChunk,
 )
 from parley.core.slots import SlotPool
-from parley.core.tool_schemas import input_errors
-from parley.engines.base import Engine, PreparedGeneration
+from parley.engines.base import Engine, Generation, PreparedGeneration
 from parley.engines.chat_template import ChatTemplate
 from parley.engines.hermes import CallSplitter, CallStartOut, InputOut, SplitEvent, TextOut
 from parley.engines.llamacpp_grammar import call_grammar
@@ -94,7 +93,7 @@ class _Prompt:
     plan: ToolPlan
 
 
-class LlamaCppEngine(Engine):
+class LlamaCppEngine(Engine[_Prompt]):
     # Text only: SmolLM2 has no vision tower. Tools: calls are grammar-constrained.
     capabilities = EngineCapabilities(images=False, tools=True)
 
@@ -173,15 +172,18 @@ class LlamaCppEngine(Engine):
         # opening all count, as they are what the model is given.
         return len((await asyncio.to_thread(self._prompt, request)).tokens)
 
-    async def prepare(self, request: GenerationRequest) -> PreparedGeneration:
-        assert self._pool is not None, "engine not started"
-        self._pool.admit()
+    async def prepare(self, request: GenerationRequest) -> PreparedGeneration[_Prompt]:
         prompt = await asyncio.to_thread(self._prompt, request)
         return PreparedGeneration(request, len(prompt.tokens), prompt)
 
-    async def generate(self, prepared: PreparedGeneration) -> AsyncGenerator[EngineEvent, None]:
+    async def open(self, prepared: PreparedGeneration[_Prompt]) -> Generation:
         assert self._pool is not None, "engine not started"
-        pool = self._pool
+        self._pool.admit()
+        return Generation(prepared.input_tokens, self._generate(self._pool, prepared))
+
+    async def _generate(
+        self, pool: SlotPool[_Slot], prepared: PreparedGeneration[_Prompt]
+    ) -> AsyncGenerator[EngineEvent, None]:
         slot = await pool.acquire()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[EngineEvent | BaseException] = asyncio.Queue()
@@ -193,9 +195,8 @@ class LlamaCppEngine(Engine):
             except RuntimeError:  # the loop is closed: nobody is listening any more
                 cancelled.set()
 
-        assert isinstance(prepared.prompt, _Prompt)
         job = loop.run_in_executor(
-            slot.worker, _decode, slot.llm, prepared.prompt, prepared.request, emit, cancelled
+            slot.worker, _decode, slot.llm, prepared.state, prepared.request, emit, cancelled
         )
         job.add_done_callback(lambda _: pool.release(slot))
         try:
@@ -244,7 +245,7 @@ def _decode(
     # A fresh grammar object per request: generate() builds a new sampler chain from
     # it, so no grammar state survives into the slot's next request.
     grammar = LlamaGrammar.from_string(plan.grammar) if plan.grammar else None
-    calls = _CallEvents(request, plan) if grammar is not None else None
+    calls = _CallEvents(plan) if grammar is not None else None
     if sampling.greedy:
         # Reusing a cached KV prefix evaluates only the prompt's tail, in batches of
         # another shape, and the float results differ enough to flip greedy choices.
@@ -269,7 +270,7 @@ def _decode(
             produced += 1
             if llama_cpp.llama_vocab_is_eog(vocab, token):
                 if calls is not None:
-                    calls.finish(produced, emit, complete=True)
+                    calls.finish(produced, emit)
                     emit(Finished("tool_use" if calls.called else "end_turn", produced))
                 else:
                     emit(Finished("end_turn", produced))
@@ -281,7 +282,7 @@ def _decode(
                 emit(TextChunk(text, produced))
             if produced >= request.max_tokens:
                 if calls is not None:
-                    calls.finish(produced, emit, complete=False)
+                    calls.finish(produced, emit)
                 emit(Finished("max_tokens", produced))
                 return
     except Exception as exc:  # translated on the event-loop side
@@ -289,12 +290,10 @@ def _decode(
 
 
 class _CallEvents:
-    """The splitter's output as neutral events, and a check of the finished input."""
+    """The splitter's output as neutral events."""
 
-    def __init__(self, request: GenerationRequest, plan: ToolPlan) -> None:
-        self._request = request
+    def __init__(self, plan: ToolPlan) -> None:
         self._splitter = CallSplitter(forced=plan.forced)
-        self._input = ""
 
     @property
     def called(self) -> bool:
@@ -303,15 +302,8 @@ class _CallEvents:
     def feed(self, text: str, produced: int, emit: Callable[[EngineEvent], None]) -> None:
         self._emit(self._splitter.feed(text), produced, emit)
 
-    def finish(self, produced: int, emit: Callable[[EngineEvent], None], *, complete: bool) -> None:
+    def finish(self, produced: int, emit: Callable[[EngineEvent], None]) -> None:
         self._emit(self._splitter.finish(), produced, emit)
-        tool = self._request.tool(self._splitter.name or "")
-        if tool is not None and complete:
-            problems = input_errors(tool.input_schema, self._input)
-            if problems:
-                # Only a schema the grammar could not express fully gets here (see
-                # engines.llamacpp_grammar); the call is still passed on as made.
-                log.warning("tool %s input does not match its schema: %s", tool.name, problems)
 
     def _emit(
         self, events: list[SplitEvent], produced: int, emit: Callable[[EngineEvent], None]
@@ -322,5 +314,4 @@ class _CallEvents:
             elif isinstance(event, CallStartOut):
                 emit(ToolCallStart(event.name, produced))
             elif isinstance(event, InputOut):
-                self._input += event.partial_json
                 emit(ToolInputChunk(event.partial_json, produced))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from parley.config import LocalBackendConfig, ModelConfig, Settings
 from parley.core.model_capabilities import model_capabilities
@@ -14,7 +15,7 @@ from parley.protocol.models import ModelInfo
 @dataclass
 class ModelEntry:
     config: ModelConfig
-    engine: Engine
+    engine: Engine[Any]
 
     @property
     def id(self) -> str:
@@ -35,7 +36,7 @@ class ModelEntry:
         )
 
 
-def build_engine(config: ModelConfig, settings: Settings) -> Engine:
+def build_engine(config: ModelConfig, settings: Settings) -> Engine[Any]:
     if config.backends:
         from parley.engines.backends import routed_engine
 

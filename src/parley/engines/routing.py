@@ -20,11 +20,12 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 from parley.config import RoutingConfig
 from parley.core.generation import EngineEvent, GenerationRequest
-from parley.engines.base import Engine, EngineCapabilities, PreparedGeneration
+from parley.engines.base import Engine, EngineCapabilities, Generation, PreparedGeneration
 from parley.errors import (
     APIError,
     GatewayTimeoutError,
@@ -44,7 +45,7 @@ class Backend:
     name: str
     kind: str  # openai, anthropic, llamacpp or scripted
     target: str  # the base URL or the GGUF path
-    engine: Engine
+    engine: Engine[Any]
     upstream_model: str | None = None
     outstanding: int = 0
     failures: int = 0  # in a row
@@ -54,12 +55,11 @@ class Backend:
 
 @dataclass(eq=False)
 class _Routed:
-    backend: Backend
-    inner: PreparedGeneration
-    tried: list[Backend] = field(default_factory=list)
+    backend: Backend  # the backend the request was prepared for, tried first
+    inner: PreparedGeneration[Any]
 
 
-class RoutedEngine(Engine):
+class RoutedEngine(Engine[_Routed]):
     def __init__(
         self,
         backends: list[Backend],
@@ -148,19 +148,46 @@ class RoutedEngine(Engine):
                 error = exc
         raise error or OverloadedError("Overloaded")
 
-    async def prepare(self, request: GenerationRequest) -> PreparedGeneration:
-        tried: list[Backend] = []
-        backend, inner = await self._prepare_next(request, tried, None)
-        return PreparedGeneration(request, inner.input_tokens, _Routed(backend, inner, tried))
+    async def prepare(self, request: GenerationRequest) -> PreparedGeneration[_Routed]:
+        backend = self._pick([])
+        if backend is None:
+            raise OverloadedError("Overloaded")
+        inner = await backend.engine.prepare(request)
+        return PreparedGeneration(request, inner.input_tokens, _Routed(backend, inner))
 
-    async def _prepare_next(
-        self, request: GenerationRequest, tried: list[Backend], error: APIError | None
-    ) -> tuple[Backend, PreparedGeneration]:
-        while len(tried) < self.routing.max_attempts and (backend := self._pick(tried)):
+    def discard(self, prepared: PreparedGeneration[_Routed]) -> None:
+        prepared.state.backend.engine.discard(prepared.state.inner)
+
+    async def open(self, prepared: PreparedGeneration[_Routed]) -> Generation:
+        tried: list[Backend] = []
+        backend, generation = await self._open_next(prepared, tried, None)
+        current = [generation]
+        return Generation(
+            generation.input_tokens,
+            self._events(prepared, tried, backend, current),
+            lambda: current[0].abandon(),
+        )
+
+    async def _open_next(
+        self,
+        prepared: PreparedGeneration[_Routed],
+        tried: list[Backend],
+        error: APIError | None,
+    ) -> tuple[Backend, Generation]:
+        first = prepared.state
+        while len(tried) < self.routing.max_attempts:
+            backend = first.backend if not tried else self._pick(tried)
+            if backend is None:
+                break
             tried.append(backend)
             backend.outstanding += 1
             try:
-                return backend, await backend.engine.prepare(request)
+                inner = (
+                    first.inner
+                    if backend is first.backend
+                    else await backend.engine.prepare(prepared.request)
+                )
+                return backend, await backend.engine.open(inner)
             except FAILOVER_ERRORS as exc:
                 self._failed(backend, exc)
                 log.info("backend %s refused a request (%s)", backend.name, exc.type)
@@ -169,15 +196,18 @@ class RoutedEngine(Engine):
                 backend.outstanding -= 1
         raise error or OverloadedError("Overloaded")
 
-    async def generate(self, prepared: PreparedGeneration) -> AsyncGenerator[EngineEvent, None]:
-        routed = prepared.prompt
-        assert isinstance(routed, _Routed)
-        backend, inner = routed.backend, routed.inner
+    async def _events(
+        self,
+        prepared: PreparedGeneration[_Routed],
+        tried: list[Backend],
+        backend: Backend,
+        current: list[Generation],
+    ) -> AsyncGenerator[EngineEvent, None]:
         while True:
             started = False
             backend.outstanding += 1
             try:
-                async with aclosing(backend.engine.generate(inner)) as events:
+                async with aclosing(current[0].events) as events:
                     async for event in events:
                         if not started:
                             started = True
@@ -196,7 +226,7 @@ class RoutedEngine(Engine):
                 error: APIError = exc
             finally:
                 backend.outstanding -= 1
-            backend, inner = await self._prepare_next(prepared.request, routed.tried, error)
+            backend, current[0] = await self._open_next(prepared, tried, error)
 
     # -- health -------------------------------------------------------------------------------
 

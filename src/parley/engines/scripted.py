@@ -47,7 +47,7 @@ from parley.core.generation import (
 )
 from parley.core.slots import SlotPool
 from parley.core.tool_schemas import minimal_instance
-from parley.engines.base import Engine, PreparedGeneration
+from parley.engines.base import Engine, Generation, PreparedGeneration
 from parley.errors import ERROR_CLASSES_BY_TYPE, InternalServerError, InvalidRequestError
 
 _TOKEN = re.compile(r"\s*\S+\s*|\s+")
@@ -99,7 +99,7 @@ class Script:
     failure: Exception | None = None
 
 
-class ScriptedEngine(Engine):
+class ScriptedEngine(Engine[Script]):
     # Tools always; images only when the model's config says so (`images = true`),
     # so a default scripted model stands in for a text-only one.
     capabilities = EngineCapabilities(images=False, tools=True)
@@ -127,15 +127,17 @@ class ScriptedEngine(Engine):
     async def count_tokens(self, request: GenerationRequest) -> int:
         return len(tokenize(render_prompt(request)))
 
-    async def prepare(self, request: GenerationRequest) -> PreparedGeneration:
-        script = write_script(request)
-        self._pool.admit()
-        return PreparedGeneration(request, await self.count_tokens(request), script)
+    async def prepare(self, request: GenerationRequest) -> PreparedGeneration[Script]:
+        return PreparedGeneration(request, await self.count_tokens(request), write_script(request))
 
-    async def generate(self, prepared: PreparedGeneration) -> AsyncGenerator[EngineEvent, None]:
-        request = prepared.request
-        script = prepared.prompt
-        assert isinstance(script, Script)
+    async def open(self, prepared: PreparedGeneration[Script]) -> Generation:
+        self._pool.admit()
+        return Generation(prepared.input_tokens, self._generate(prepared))
+
+    async def _generate(
+        self, prepared: PreparedGeneration[Script]
+    ) -> AsyncGenerator[EngineEvent, None]:
+        request, script = prepared.request, prepared.state
         slot = await self._pool.acquire()
         try:
             produced = 0

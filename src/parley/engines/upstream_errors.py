@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import httpx
 
 from parley.errors import (
+    TOO_LARGE,
     APIError,
     GatewayTimeoutError,
     InternalServerError,
@@ -47,7 +48,7 @@ def status_error(
     if status >= 500:
         return InternalServerError("Internal server error", headers=_retry_headers(headers, True))
     if status == 413:
-        return RequestTooLargeError(message or "Request exceeds the maximum size")
+        return RequestTooLargeError(message or TOO_LARGE)
     if status in (401, 403, 404):
         # The server-held key, the upstream model name or the URL is wrong: nothing the
         # client can fix, so it is not told about the upstream (whose key it never sees).

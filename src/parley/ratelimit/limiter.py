@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from parley.config import Settings
+from parley.core.calendar import month_start, next_month_start, rfc3339_ceil
+from parley.core.records import ApiKey
 from parley.errors import RateLimitError
 from parley.ratelimit.backends import BucketBackend
 from parley.ratelimit.buckets import Decision, Demand, Reading
-from parley.store.keys import ApiKey
-from parley.store.time import month_start
 
 Clock = Callable[[], float]
 TokensSince = Callable[[str, datetime], Awaitable[int]]
@@ -33,12 +33,10 @@ _UNITS = {
 @dataclass
 class Admission:
     headers: dict[str, str]
-    reservation: Demand | None = None  # output tokens reserved from max_tokens
+    # What was taken: the request, its input tokens, and output tokens reserved
+    # from max_tokens (last).
+    taken: tuple[Demand, ...] = ()
     settled: bool = field(default=False)
-
-
-def rfc3339(epoch: float) -> str:
-    return datetime.fromtimestamp(math.ceil(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def ratelimit_headers(names: list[str], readings: tuple[Reading, ...]) -> dict[str, str]:
@@ -52,7 +50,7 @@ def ratelimit_headers(names: list[str], readings: tuple[Reading, ...]) -> dict[s
     for name, reading in by_name.items():
         headers[f"anthropic-ratelimit-{name}-limit"] = str(reading.capacity)
         headers[f"anthropic-ratelimit-{name}-remaining"] = str(reading.remaining)
-        headers[f"anthropic-ratelimit-{name}-reset"] = rfc3339(reading.reset_at)
+        headers[f"anthropic-ratelimit-{name}-reset"] = rfc3339_ceil(reading.reset_at)
     return headers
 
 
@@ -82,11 +80,7 @@ class RateLimiter:
         since = month_start(now)
         if await self._tokens_since(key.id, since) < budget:
             return
-        resets = (
-            since.replace(year=since.year + 1, month=1)
-            if since.month == 12
-            else since.replace(month=since.month + 1)
-        )
+        resets = next_month_start(now)
         headers: dict[str, str] = {}
         if model is not None:
             names, demands = self._message_demands(key, model, 0, 0, 0)
@@ -96,7 +90,7 @@ class RateLimiter:
         # SDKs do not retry in vain (api-spec §15, api-version §19.8).
         raise RateLimitError(
             f"This request would exceed the monthly token budget of {budget:,} tokens for "
-            f"your API key ({key.id}). The budget resets at {rfc3339(resets.timestamp())}.",
+            f"your API key ({key.id}). The budget resets at {rfc3339_ceil(resets.timestamp())}.",
             headers={**headers, "x-should-retry": "false"},
             details={"error_code": "enforced_spend_limit_reached"},
         )
@@ -122,7 +116,7 @@ class RateLimiter:
         headers = ratelimit_headers(names, decision.readings)
         if not decision.allowed:
             raise self._refusal(key, names, demands, decision, headers)
-        return Admission(headers, demands[2])
+        return Admission(headers, tuple(demands))
 
     async def admit_count_tokens(self, key: ApiKey, model: str) -> dict[str, str]:
         """count_tokens has its own request bucket; the token buckets are only read."""
@@ -138,13 +132,25 @@ class RateLimiter:
         return headers
 
     async def settle(self, admission: Admission, output_tokens: int) -> None:
-        if admission.settled or admission.reservation is None:
+        """Give back the part of the output reservation that was not used."""
+        if admission.settled or not admission.taken:
             return
         admission.settled = True
-        unused = admission.reservation.amount - output_tokens
+        reserved = admission.taken[-1]
+        unused = reserved.amount - output_tokens
         if unused > 0:
-            refund = Demand(admission.reservation.key, admission.reservation.capacity, unused)
-            await self._backend.give(refund, self._clock())
+            await self._backend.give(Demand(reserved.key, reserved.capacity, unused), self._clock())
+
+    async def refund(self, admission: Admission) -> None:
+        """Give back everything: the request was admitted but never ran (its engine
+        refused it), so it costs nothing."""
+        if admission.settled:
+            return
+        admission.settled = True
+        now = self._clock()
+        for demand in admission.taken:
+            if demand.amount > 0:
+                await self._backend.give(demand, now)
 
     def _refusal(
         self,

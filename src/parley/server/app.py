@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
@@ -49,23 +46,10 @@ def routes() -> list[BaseRoute]:
     ]
 
 
-def create_app(svc: Services, *, manage_services: bool = True) -> ASGIApp:
-    """Build the app. With `manage_services`, the app's lifespan starts and stops
-    `svc`; tests that start the services themselves pass False."""
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if manage_services:
-            await svc.start()
-        try:
-            yield
-        finally:
-            if manage_services:
-                await svc.aclose()
-
+def create_app(svc: Services) -> ASGIApp:
+    """The app for running services (whoever started them stops them)."""
     app = Starlette(
         routes=routes(),
-        lifespan=lifespan,
         exception_handlers={
             APIError: handle_api_error,
             HTTPException: handle_http_exception,

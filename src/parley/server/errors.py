@@ -14,19 +14,15 @@ from parley.errors import (
     InvalidRequestError,
     MethodNotAllowedError,
     NotFoundError,
-    RequestTooLargeError,
 )
 
 log = logging.getLogger(__name__)
 
 
 def error_response(error: APIError, request_id: str | None) -> JSONResponse:
-    if isinstance(error, RequestTooLargeError):
-        # The edge-generated 413 has no top-level `type` and no request_id (§12).
-        body: dict[str, object] = {"error": error.to_error_object()}
-    else:
-        body = {"type": "error", "error": error.to_error_object(), "request_id": request_id}
-    return JSONResponse(body, status_code=error.status, headers=error.headers)
+    return JSONResponse(
+        error.envelope(request_id, http=True), status_code=error.status, headers=error.headers
+    )
 
 
 def _request_id(request: Request) -> str | None:

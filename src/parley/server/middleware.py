@@ -9,6 +9,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from parley.config import Settings
 from parley.core.ids import request_id
+from parley.errors import TOO_LARGE, RequestTooLargeError
 from parley.services import Services
 
 
@@ -58,9 +59,7 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _too_large(send: Send) -> None:
-    body = json.dumps(
-        {"error": {"type": "request_too_large", "message": "Request exceeds the maximum size"}}
-    ).encode()
+    body = json.dumps(RequestTooLargeError(TOO_LARGE).envelope()).encode()
     await send(
         {
             "type": "http.response.start",

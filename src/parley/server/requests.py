@@ -8,11 +8,16 @@ from typing import TypeVar
 
 from starlette.requests import ClientDisconnect, Request
 
+from parley.core.records import ApiKey
 from parley.core.versions import APIVersion, parse_version
-from parley.errors import AuthenticationError, PermissionDeniedError, RequestTooLargeError
+from parley.errors import (
+    TOO_LARGE,
+    AuthenticationError,
+    PermissionDeniedError,
+    RequestTooLargeError,
+)
 from parley.server.cors import NOT_ALLOWED, is_browser_request
 from parley.services import Services
-from parley.store.keys import ApiKey
 
 T = TypeVar("T")
 
@@ -42,7 +47,7 @@ async def authenticate(request: Request, *, admin: bool = False) -> tuple[ApiKey
     if secret is None:
         raise AuthenticationError("x-api-key header is required")
     svc = services(request)
-    key = await svc.key_store.find_active(secret)
+    key = await svc.keys.find(secret)
     if key is None or (key.is_admin and not admin):
         raise AuthenticationError("invalid x-api-key")
     if admin and not key.is_admin:
@@ -51,7 +56,6 @@ async def authenticate(request: Request, *, admin: bool = False) -> tuple[ApiKey
         # The CORS middleware has already checked the opt-in header and adds the
         # CORS headers, so the page can read why it was refused (api-spec §14).
         raise PermissionDeniedError(NOT_ALLOWED)
-    svc.note_key_use(key)
     # A repeated header arrives comma-joined and is invalid as a whole (api-spec §3).
     versions = request.headers.getlist("anthropic-version")
     version = parse_version(", ".join(versions) if versions else None)
@@ -67,7 +71,7 @@ async def read_body(request: Request) -> bytes:
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise RequestTooLargeError("Request exceeds the maximum size")
+            raise RequestTooLargeError(TOO_LARGE)
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -10,7 +10,7 @@ import uvicorn
 
 from parley.config import Settings
 from parley.server.app import create_app
-from parley.services import Services
+from parley.services import start_services
 
 log = logging.getLogger("parley")
 
@@ -29,14 +29,13 @@ class _Server(uvicorn.Server):
 
 
 async def run(settings: Settings) -> None:
-    svc = Services.from_settings(settings)
-    await svc.start()
+    svc = await start_services(settings)
     try:
         bootstrap = None
-        if await svc.key_store.count() == 0:
-            bootstrap = await svc.key_store.create("default")
+        if await svc.keys.store.count() == 0:
+            bootstrap = await svc.keys.store.create("default")
         config = uvicorn.Config(
-            create_app(svc, manage_services=False),
+            create_app(svc),
             host=settings.host,
             port=settings.port,
             log_config=None,

@@ -12,25 +12,13 @@ from typing import Any, Literal
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from parley.core.records import ApiKey
 from parley.store.schema import api_keys
 from parley.store.time import aware
 
 SECRET_PREFIX = "sk-parley-"
 ADMIN_SECRET_PREFIX = "sk-parley-admin-"
 KeyStatus = Literal["active", "inactive", "archived"]
-
-
-@dataclass(frozen=True)
-class ApiKey:
-    id: str
-    name: str
-    hint: str
-    tier: str
-    status: str
-    is_admin: bool
-    created_at: datetime
-    last_used_at: datetime | None = None
-    browser_access: bool = True
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -10,8 +11,10 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from parley.core.calendar import minute_of, utc
+from parley.core.records import UsageRecord
 from parley.store.schema import usage
-from parley.store.time import aware, minute_of, utc
+from parley.store.time import aware
 
 _COUNTERS = (
     "requests",
@@ -20,18 +23,6 @@ _COUNTERS = (
     "cache_creation_input_tokens",
     "cache_read_input_tokens",
 )
-
-
-@dataclass(frozen=True)
-class UsageRecord:
-    key_id: str
-    model: str
-    at: datetime
-    requests: int = 1
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_creation_input_tokens: int = 0
-    cache_read_input_tokens: int = 0
 
 
 @dataclass
@@ -47,19 +38,24 @@ class UsageStore:
         self._engine = engine
 
     async def add(self, record: UsageRecord) -> None:
-        """Add to the (key, model, minute) row in one statement, so concurrent
-        writers from any number of replicas never lose an update."""
-        values = {name: getattr(record, name) for name in _COUNTERS}
+        await self.add_all([record])
+
+    async def add_all(self, records: Iterable[UsageRecord]) -> None:
+        """Add each record to its (key, model, minute) row, in one transaction; each
+        row is one statement, so concurrent writers from any number of replicas never
+        lose an update."""
         dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
-        statement = dialect.insert(usage).values(
-            key_id=record.key_id, model=record.model, minute=minute_of(record.at), **values
-        )
-        statement = statement.on_conflict_do_update(
-            index_elements=["key_id", "model", "minute"],
-            set_={name: usage.c[name] + statement.excluded[name] for name in _COUNTERS},
-        )
         async with self._engine.begin() as conn:
-            await conn.execute(statement)
+            for record in records:
+                values = {name: getattr(record, name) for name in _COUNTERS}
+                statement = dialect.insert(usage).values(
+                    key_id=record.key_id, model=record.model, minute=minute_of(record.at), **values
+                )
+                statement = statement.on_conflict_do_update(
+                    index_elements=["key_id", "model", "minute"],
+                    set_={name: usage.c[name] + statement.excluded[name] for name in _COUNTERS},
+                )
+                await conn.execute(statement)
 
     async def tokens_since(self, key_id: str, since: datetime) -> int:
         """Input plus output tokens (cached input included) since `since`."""

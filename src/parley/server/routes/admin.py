@@ -15,14 +15,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from parley.core.bodies import parse_params
+from parley.core.calendar import rfc3339
 from parley.core.pagination import paginate, parse_limit
-from parley.core.usage_report import (
-    bucket_rows,
-    decode_page,
-    report_page,
-    report_window,
-    rfc3339,
-)
+from parley.core.records import ApiKey
+from parley.core.usage_report import bucket_rows, decode_page, report_page, report_window
 from parley.core.validation_errors import invalid_request_from
 from parley.errors import InvalidRequestError, NotFoundError
 from parley.protocol.admin import (
@@ -33,7 +29,7 @@ from parley.protocol.admin import (
     MessagesUsageQuery,
 )
 from parley.server.requests import authenticate, read_body, services
-from parley.store.keys import ApiKey, KeyArchived, KeyNotFound
+from parley.store.keys import KeyArchived, KeyNotFound
 from parley.store.usage import UsageRow
 
 M = TypeVar("M", bound=BaseModel)
@@ -70,7 +66,7 @@ async def list_api_keys(request: Request) -> Response:
     query = request.query_params
     _refuse_untracked(query, _UNTRACKED_KEY_FILTERS)
     status = _validate(ApiKeyListQuery, _scalars(query, "status")).status
-    keys = await services(request).key_store.list()  # newest first, like the real API
+    keys = await services(request).keys.store.list()  # newest first, like the real API
     page = paginate(
         [api_key_info(k) for k in keys if status is None or k.status == status],
         lambda info: info.id,
@@ -92,7 +88,7 @@ async def update_api_key(request: Request) -> Response:
     key_id = request.path_params["api_key_id"]
     params = parse_params(await read_body(request), ApiKeyUpdateParams, version)
     try:
-        key = await services(request).key_store.update(
+        key = await services(request).keys.store.update(
             key_id, name=params.name, status=params.status
         )
     except KeyNotFound:
@@ -126,7 +122,8 @@ async def messages_usage_report(request: Request) -> Response:
     if window.start is not None:
         # Whole buckets: a bucket counts all of its usage, also where starting_at
         # or ending_at falls inside it, so each bucket's label says what it holds.
-        rows = await svc.usage_store.rows(
+        await svc.usage.flush()  # what this process still holds
+        rows = await svc.usage.store.rows(
             since=window.start,
             until=window.end,
             key_ids=params.api_key_ids or None,
@@ -141,7 +138,7 @@ async def messages_usage_report(request: Request) -> Response:
 
 async def _get_key(request: Request, key_id: str) -> ApiKey:
     try:
-        return await services(request).key_store.get(key_id)
+        return await services(request).keys.store.get(key_id)
     except KeyNotFound:
         raise _not_found(key_id) from None
 

@@ -30,16 +30,16 @@ def _batch(batch: MessageBatch, headers: dict[str, str] | None = None) -> Respon
 async def create_batch(request: Request) -> Response:
     key, version = await authenticate(request)
     svc = services(request)
-    await svc.rate_limiter.check_budget(key)
+    await svc.limiter.check_budget(key)
     body: AsyncIterator[bytes] = request.stream()
-    record = await svc.batch_service.create(key.id, version, body)
+    record = await svc.batches.create(key.id, version, body)
     return _batch(to_wire(record, _base_url(request)))
 
 
 async def list_batches(request: Request) -> Response:
     key, _ = await authenticate(request)
     query = request.query_params
-    records, has_more = await services(request).batch_service.page(
+    records, has_more = await services(request).batches.page(
         key.id,
         limit=parse_limit(query.get("limit")),
         after_id=query.get("after_id"),
@@ -57,7 +57,7 @@ async def list_batches(request: Request) -> Response:
 
 async def get_batch(request: Request) -> Response:
     key, _ = await authenticate(request)
-    batches = services(request).batch_service
+    batches = services(request).batches
     record = await batches.get(key.id, request.path_params["batch_id"])
     headers = {}
     if record.processing_status != "ended":
@@ -71,21 +71,21 @@ async def get_batch(request: Request) -> Response:
 async def cancel_batch(request: Request) -> Response:
     key, _ = await authenticate(request)
     batch_id = request.path_params["batch_id"]
-    record = await services(request).batch_service.cancel(key.id, batch_id)
+    record = await services(request).batches.cancel(key.id, batch_id)
     return _batch(to_wire(record, _base_url(request)))
 
 
 async def delete_batch(request: Request) -> Response:
     key, _ = await authenticate(request)
     batch_id = request.path_params["batch_id"]
-    await services(request).batch_service.delete(key.id, batch_id)
+    await services(request).batches.delete(key.id, batch_id)
     return JSONResponse(DeletedMessageBatch(id=batch_id).model_dump(mode="json"))
 
 
 async def batch_results(request: Request) -> Response:
     key, _ = await authenticate(request)
     batch_id = request.path_params["batch_id"]
-    lines = await services(request).batch_service.results(key.id, batch_id)
+    lines = await services(request).batches.results(key.id, batch_id)
     # The documented type; the SDKs ask with `Accept: application/binary` and read the
     # body as lines whatever its type (api-spec §11).
     return StreamingResponse(lines, media_type="application/x-jsonl")

@@ -5,13 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from parley.core.bodies import parse_params
-from parley.core.conversation import counting_request
-from parley.core.generation import Meter
-from parley.core.messages import collect_message, finalized, message_events, prepare_message
 from parley.core.sse import error_frame, event_frame, with_pings
 from parley.errors import APIError, InternalServerError
 from parley.protocol.requests import CountTokensParams, MessageCreateParams
@@ -28,28 +26,20 @@ async def create_message(request: Request) -> Response:
     key, version = await authenticate(request)
     params = parse_params(await read_body(request), MessageCreateParams, version)
     svc = services(request)
-    entry = svc.registry.resolve(params.model)
-    limiter = svc.rate_limiter
-    await limiter.check_budget(key, entry.id)
-    prepared = await prepare_message(
-        entry.engine, params, entry.max_output_tokens, images=svc.image_fetcher
-    )
-    admission = await limiter.admit_message(key, entry.id, prepared.input_tokens, params.max_tokens)
-    meter = Meter()
-    events = finalized(
-        message_events(entry.engine, prepared, meter=meter),
-        lambda: svc.finish_message(key, entry.id, admission, meter),
-    )
+    run = await svc.pipeline.open(key, params)
     if params.stream:
         # Stream or not is decided by the body alone; the SDKs send
         # `Accept: application/json` either way (api-spec §1).
         return StreamingResponse(
-            _sse(with_pings(events, svc.settings.ping_interval)),
+            _sse(with_pings(run.events(), svc.settings.ping_interval)),
             media_type="text/event-stream; charset=utf-8",
-            headers={**SSE_HEADERS, **admission.headers},
+            headers={**SSE_HEADERS, **run.headers},
+            # A client gone before the body started leaves the run unread: it is
+            # closed, and settled, all the same.
+            background=BackgroundTask(run.aclose),
         )
-    message = await unless_disconnected(request, collect_message(events))
-    return JSONResponse(message.model_dump(mode="json"), headers=admission.headers)
+    message = await unless_disconnected(request, run.message())
+    return JSONResponse(message.model_dump(mode="json"), headers=run.headers)
 
 
 async def _sse(events: AsyncIterator[StreamEvent]) -> AsyncIterator[bytes]:
@@ -68,8 +58,5 @@ async def count_tokens(request: Request) -> Response:
     key, version = await authenticate(request)
     params = parse_params(await read_body(request), CountTokensParams, version)
     svc = services(request)
-    entry = svc.registry.resolve(params.model)
-    headers = await svc.rate_limiter.admit_count_tokens(key, entry.id)
-    counted = await counting_request(params, entry.engine.capabilities, svc.image_fetcher)
-    count = await entry.engine.count_tokens(counted)
+    count, headers = await svc.pipeline.count_tokens(key, params)
     return JSONResponse(TokenCount(input_tokens=count).model_dump(), headers=headers)

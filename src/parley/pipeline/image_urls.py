@@ -14,7 +14,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from parley.core.generation import ImagePart
-from parley.core.images import check_image_bytes, image_part
+from parley.core.images import check_image_bytes, image_part, url_images_refused
 from parley.errors import InvalidRequestError
 
 _MAX_REDIRECTS = 3
@@ -43,6 +43,9 @@ class ImageFetchPolicy:
 
 @dataclass
 class ImageFetcher:
+    """Fetches URL image sources for `core.conversation` (an `ImageFetch`), within the
+    policy; the pipeline uses one only when the policy enables fetching."""
+
     policy: ImageFetchPolicy = field(default_factory=ImageFetchPolicy)
     # Tests inject an httpx.MockTransport; production uses the default network transport.
     transport: httpx.AsyncBaseTransport | None = None
@@ -50,10 +53,7 @@ class ImageFetcher:
     async def fetch(self, url: str, path: str) -> ImagePart:
         """`path` names the source in errors, e.g. `messages.0.content.0.image.source.url`."""
         if not self.policy.enabled:
-            raise InvalidRequestError(
-                f"{path}: this server does not fetch images from URLs; send the image "
-                "as a base64 source instead"
-            )
+            raise url_images_refused(path)
         async with httpx.AsyncClient(
             transport=self.transport, timeout=self.policy.timeout, follow_redirects=False
         ) as client:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from parley.core.image_sources import ImageFetcher, ImageFetchPolicy
 from parley.errors import InvalidRequestError
+from parley.pipeline.image_urls import ImageFetcher, ImageFetchPolicy
 from tests.images import gif, png
 
 PATH = "messages.0.content.0.image.source.url"

@@ -1,9 +1,9 @@
-"""How core turns an engine's neutral tool-call events into content blocks, and what
-it enforces on engines (the contract in parley.core.generation)."""
+"""How core turns an engine's neutral events into the API's events and Message, and
+what it enforces on engines (the contract in parley.core.generation)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -19,31 +19,14 @@ from parley.core.generation import (
     ToolSpec,
     Turn,
 )
-from parley.core.messages import collect_message, message_events
-from parley.engines.base import Engine, PreparedGeneration
+from parley.core.messages import MessageStream, collect_message
 from parley.errors import InternalServerError
 from parley.protocol.stream import ContentBlockDeltaEvent, ContentBlockStartEvent
 
 
-class FixedEngine(Engine):
-    """Replays a list of events, whatever it is asked."""
-
-    def __init__(self, events: list[EngineEvent]) -> None:
-        self.events = events
-
-    @property
-    def context_window(self) -> int:
-        return 1000
-
-    async def count_tokens(self, request: GenerationRequest) -> int:
-        return 1
-
-    async def prepare(self, request: GenerationRequest) -> PreparedGeneration:
-        return PreparedGeneration(request, 1, None)
-
-    async def generate(self, prepared: PreparedGeneration) -> AsyncGenerator[EngineEvent, None]:
-        for event in self.events:
-            yield event
+async def source(events: list[EngineEvent]) -> AsyncIterator[EngineEvent]:
+    for event in events:
+        yield event
 
 
 def request(choice: ToolChoice | None = None, **kw: Any) -> GenerationRequest:
@@ -59,9 +42,7 @@ def request(choice: ToolChoice | None = None, **kw: Any) -> GenerationRequest:
 
 
 async def run(events: list[EngineEvent], req: GenerationRequest | None = None) -> Any:
-    engine = FixedEngine(events)
-    prepared = await engine.prepare(req or request())
-    return await collect_message(message_events(engine, prepared))
+    return await collect_message(MessageStream(req or request(), 1), source(events))
 
 
 async def test_calls_become_tool_use_blocks() -> None:
@@ -103,15 +84,13 @@ async def test_second_call_is_dropped_when_parallel_calls_are_off() -> None:
 
 
 async def test_text_after_a_call_opens_a_new_block() -> None:
-    engine = FixedEngine(
-        [
-            ToolCallStart("a", 1),
-            ToolInputChunk("{}", 2),
-            TextChunk("done", 3),
-            Finished("end_turn", 3),
-        ]
-    )
-    events = [e async for e in message_events(engine, await engine.prepare(request()))]
+    engine_events: list[EngineEvent] = [
+        ToolCallStart("a", 1),
+        ToolInputChunk("{}", 2),
+        TextChunk("done", 3),
+        Finished("end_turn", 3),
+    ]
+    events = [e async for e in MessageStream(request(), 1).events(source(engine_events))]
     starts = [e for e in events if isinstance(e, ContentBlockStartEvent)]
     assert [(s.index, s.content_block.type) for s in starts] == [(0, "tool_use"), (1, "text")]
     deltas = [e for e in events if isinstance(e, ContentBlockDeltaEvent)]

@@ -1,0 +1,32 @@
+"""Work that outlives the request that started it, tracked so shutdown waits for it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class BackgroundWork:
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` in the background. Used from `finally` blocks of cancelled
+        requests too, where awaiting is not safe."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background write failed: %r", task.exception())
+
+    async def drain(self) -> None:
+        """Wait until nothing is running, including work spawned meanwhile."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
