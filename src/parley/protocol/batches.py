@@ -1,4 +1,4 @@
-"""Message Batches: the create body's requests, MessageBatch, results lines (api-spec §11)."""
+"""Message Batches: the create body's requests, MessageBatch, results (api-spec §11)."""
 
 from __future__ import annotations
 
@@ -83,16 +83,3 @@ class CanceledResult(BaseModel):
 
 class ExpiredResult(BaseModel):
     type: Literal["expired"] = "expired"
-
-
-BatchResult = Annotated[
-    SucceededResult | ErroredResult | CanceledResult | ExpiredResult,
-    Field(discriminator="type"),
-]
-
-
-class BatchResultLine(BaseModel):
-    """One line of the results JSONL."""
-
-    custom_id: str
-    result: BatchResult
