@@ -209,7 +209,7 @@ class Settings(BaseSettings):
     # api-spec §6.2: pings while a stream is idle (real API: about every 5 s).
     ping_interval: float = 5.0
     log_level: str = "info"
-    # Keys, usage (and later batches): SQLite in the data dir unless a URL is given,
+    # Keys, usage and batches: SQLite in the data dir unless a URL is given,
     # e.g. postgresql://user@127.0.0.1:5432/parley.
     database_url: str | None = None
     # Rate-limit buckets: in-process unless a Redis URL is given; replicas sharing
