@@ -165,6 +165,10 @@ class BatchService:
             raise NotFoundError(f"{name}: {batch_id} not found")
         return record
 
+    async def finished_count(self, batch_id: str) -> int:
+        """How many of the batch's requests have a result so far: its progress."""
+        return await self.store.finished_count(batch_id)
+
     async def cancel(self, key_id: str, batch_id: str) -> BatchRecord:
         # Canceling a batch that is already canceling or has ended changes nothing and
         # returns it as it is (unconfirmed; the least surprising answer for a retry).
