@@ -22,7 +22,8 @@ from parley.core.image_sources import ImageFetcher, ImageFetchPolicy
 from parley.engines.registry import ModelRegistry
 from parley.ratelimit.backends import BucketBackend, MemoryBackend, RedisBackend
 from parley.ratelimit.limiter import Admission, Clock, RateLimiter
-from parley.store.batches import BatchStore
+from parley.store.batch_leases import BatchLeaseStore
+from parley.store.batch_records import BatchRecordStore
 from parley.store.database import open_database
 from parley.store.keys import ApiKey, KeyStore
 from parley.store.usage import UsageRecord, UsageStore
@@ -77,10 +78,9 @@ class Services:
             self._buckets, self.settings, self.usage.tokens_since, self.clock
         )
         await self.registry.start()
-        store = BatchStore(self.database)
-        self.batch_worker = BatchWorker(self, store)
+        self.batch_worker = BatchWorker(self, BatchLeaseStore(self.database))
         self.batches = BatchService(
-            store,
+            BatchRecordStore(self.database),
             self.clock,
             max_body_bytes=self.settings.max_batch_body_bytes,
             max_requests=self.settings.max_batch_requests,

@@ -16,7 +16,7 @@ from parley.engines.registry import ModelRegistry
 from parley.errors import APIError, InternalServerError
 from parley.protocol.requests import MessageCreateParams
 from parley.ratelimit.limiter import Clock, RateLimiter
-from parley.store.batches import ClaimedRequest, Outcome
+from parley.store.batch_leases import ClaimedRequest, Outcome
 from parley.store.keys import ApiKey
 from parley.store.usage import UsageRecord
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from parley.batches.runner import Ran, run_request
 from parley.core.batches import RESULTS_KEPT
 from parley.core.slots import background
-from parley.store.batches import BatchStore, ClaimedRequest
+from parley.store.batch_leases import BatchLeaseStore, ClaimedRequest
 from parley.store.keys import ApiKey, KeyNotFound
 from parley.store.usage import UsageRecord
 
@@ -59,7 +59,7 @@ class _Finished:
 
 
 class BatchWorker:
-    def __init__(self, svc: Services, store: BatchStore) -> None:
+    def __init__(self, svc: Services, store: BatchLeaseStore) -> None:
         settings = svc.settings
         self._svc = svc
         self._store = store
