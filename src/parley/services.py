@@ -24,7 +24,8 @@ from parley.pipeline.keyring import Keyring
 from parley.pipeline.messages import MessagePipeline
 from parley.ratelimit.backends import BucketBackend, MemoryBackend, RedisBackend
 from parley.ratelimit.limiter import Clock, RateLimiter
-from parley.store.batches import BatchStore
+from parley.store.batch_leases import BatchLeaseStore
+from parley.store.batch_records import BatchRecordStore
 from parley.store.database import Database, open_database
 from parley.store.keys import KeyStore
 from parley.store.usage import UsageStore
@@ -88,9 +89,8 @@ async def start_services(settings: Settings, *, clock: Clock = time.time) -> Ser
             clock=clock,
             spawn=background.spawn,
         )
-        store = BatchStore(database)
         worker = BatchWorker(
-            store,
+            BatchLeaseStore(database),
             pipeline,
             keys.get,
             WorkerSettings(
@@ -101,7 +101,7 @@ async def start_services(settings: Settings, *, clock: Clock = time.time) -> Ser
             clock,
         )
         batches = BatchService(
-            store,
+            BatchRecordStore(database),
             clock,
             max_body_bytes=settings.max_batch_body_bytes,
             max_requests=settings.max_batch_requests,

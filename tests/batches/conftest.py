@@ -15,6 +15,8 @@ import pytest
 
 from parley.config import Settings
 from parley.services import Services, start_services
+from parley.store.batch_leases import BatchLeaseStore
+from parley.store.batch_records import BatchRecordStore
 from tests.clock import FakeClock
 from tests.conftest import SCRIPTED_MODEL, asgi_client, old_sdk_headers, scripted_settings
 
@@ -50,6 +52,18 @@ class App:
     def worker(self) -> Any:
         assert self.svc.batch_worker is not None
         return self.svc.batch_worker
+
+    @property
+    def records(self) -> BatchRecordStore:
+        """The batch tables as the API sees them, to look into or change directly."""
+        assert self.svc.database is not None
+        return BatchRecordStore(self.svc.database)
+
+    @property
+    def leases(self) -> BatchLeaseStore:
+        """The batch tables as a worker sees them (this one, or another replica)."""
+        assert self.svc.database is not None
+        return BatchLeaseStore(self.svc.database)
 
     async def create(self, requests: list[dict[str, Any]]) -> dict[str, Any]:
         response = await self.http.post(BATCHES, json={"requests": requests})

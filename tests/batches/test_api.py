@@ -393,7 +393,7 @@ async def test_results_before_the_end_and_delete_before_the_end_are_refused(app:
     assert deleted.json() == {"id": batch["id"], "type": "message_batch_deleted"}
     gone = await app.http.get(f"{BATCHES}/{batch['id']}")
     assert gone.status_code == 404
-    assert await app.svc.batches.store.state_counts(batch["id"]) == {}
+    assert await app.records.state_counts(batch["id"]) == {}
 
 
 async def test_results_url_uses_the_public_url(tmp_path: Path) -> None:

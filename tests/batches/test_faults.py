@@ -14,7 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from parley.store.batches import BatchStore
+from parley.store.batch_leases import BatchLeaseStore
 from parley.store.database import open_database
 from parley.store.schema import usage
 from tests.conftest import SCRIPTED_MODEL, old_sdk_headers
@@ -155,7 +155,7 @@ def test_two_replicas_share_a_batch_on_postgresql(tmp_path: Path, pg_url: str) -
     async def inspect() -> tuple[dict[str, int], int]:
         database = await open_database(pg_url)
         try:
-            workers = await BatchStore(database).claimed_by(batch_id)
+            workers = await BatchLeaseStore(database).claimed_by(batch_id)
             async with database.connect() as conn:
                 runs = (await conn.execute(select(func.sum(usage.c.requests)))).scalar_one()
             return workers, int(runs)

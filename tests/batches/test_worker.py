@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from parley.core.batches import EXPIRES_AFTER, RESULTS_KEPT
-from parley.store.batches import BatchStore, Outcome
+from parley.store.batch_leases import Outcome
 from tests.batches.conftest import (
     BATCHES,
     App,
@@ -19,21 +19,16 @@ from tests.batches.conftest import (
 )
 
 
-def store_of(app: App) -> BatchStore:
-    return app.svc.batches.store
-
-
 def now_of(app: App) -> datetime:
     return datetime.fromtimestamp(app.clock.now, UTC)
 
 
 async def claim_elsewhere(app: App, batch_id: str, token: str, n: int) -> list[int]:
     """Claim `n` requests as another worker would (one that may then die)."""
-    store = store_of(app)
-    record = await store.get(batch_id)
+    record = await app.records.get(batch_id)
     assert record is not None
     lease = now_of(app) + timedelta(seconds=app.svc.settings.batch_lease_seconds)
-    claimed = await store.claim(record, token, n, now_of(app), lease)
+    claimed = await app.leases.claim(record, token, n, now_of(app), lease)
     return [c.position for c in claimed]
 
 
@@ -52,7 +47,7 @@ def succeeded_json(text: str) -> str:
 async def test_a_batch_not_finished_in_24_hours_expires(app: App) -> None:
     batch = await app.create(requests_(3))
     [done] = await claim_elsewhere(app, batch["id"], "worker_a", 1)
-    assert await store_of(app).complete(
+    assert await app.leases.complete(
         "worker_a", [Outcome(batch["id"], done, "succeeded", succeeded_json("early"))]
     )
     app.clock.advance(EXPIRES_AFTER.total_seconds() - 1)
@@ -92,7 +87,7 @@ async def test_results_are_archived_29_days_after_creation(app: App) -> None:
     assert response.json()["error"]["message"].startswith(
         f"The results of Message Batch {batch['id']} are no longer available"
     )
-    assert await store_of(app).state_counts(batch["id"]) == {}
+    assert await app.records.state_counts(batch["id"]) == {}
     deleted = await app.http.delete(f"{BATCHES}/{batch['id']}")
     assert deleted.status_code == 200
 
@@ -108,7 +103,7 @@ async def test_cancel_lets_running_requests_finish(app: App) -> None:
     await app.svc.drain()
     await app.worker.run_until_idle()  # nothing left to claim; still one running
     assert (await app.get(batch["id"]))["processing_status"] == "canceling"
-    assert await store_of(app).complete(
+    assert await app.leases.complete(
         "worker_a", [Outcome(batch["id"], running, "succeeded", succeeded_json("finished"))]
     )
     await app.worker.housekeeping()
@@ -143,11 +138,11 @@ async def test_a_lapsed_claim_is_run_again_and_the_late_result_is_dropped(app: A
     assert ended["request_counts"]["succeeded"] == 3
     # The first worker comes back to life: its results are no longer wanted.
     late = [Outcome(batch["id"], p, "succeeded", succeeded_json("late")) for p in taken]
-    assert await store_of(app).complete("worker_dead", late) == 0
+    assert await app.leases.complete("worker_dead", late) == 0
     results = await app.results(batch["id"])
     assert sorted(r["custom_id"] for r in results) == ["r0", "r1", "r2"]
     assert all(r["result"]["message"]["content"][0]["text"] == "ok" for r in results)
-    assert await store_of(app).claimed_by(batch["id"]) == {app.worker.token: 3}
+    assert await app.leases.claimed_by(batch["id"]) == {app.worker.token: 3}
 
 
 async def test_claims_are_exclusive(app: App) -> None:
@@ -163,8 +158,7 @@ async def test_batches_are_served_oldest_first(app: App) -> None:
     old = await app.create(requests_(2, prefix="old"))
     app.clock.advance(1)
     new = await app.create(requests_(2, prefix="new"))
-    store = store_of(app)
-    claimable = await store.claimable_batches(now_of(app))
+    claimable = await app.leases.claimable_batches(now_of(app))
     assert [b.id for b in claimable] == [old["id"], new["id"]]
 
 
@@ -204,16 +198,16 @@ async def test_a_clean_shutdown_hands_back_unfinished_claims(tmp_path: Path) -> 
         batch = await app.create(
             [batch_request(f"r{i}", "count: 1000", max_tokens=1000) for i in range(4)]
         )
-        store = store_of(app)
+        records = app.records
 
         async def running() -> bool:
-            return (await store.state_counts(batch["id"])).get("running", 0) > 0
+            return (await records.state_counts(batch["id"])).get("running", 0) > 0
 
         await eventually(running)
         secret = app.secret
     # Closed, with its database: nothing is left claimed, and a restart finishes the work.
     async with started(batch_settings(tmp_path), key=secret) as again:
-        assert await store_of(again).state_counts(batch["id"]) == {"pending": 4}
+        assert await again.records.state_counts(batch["id"]) == {"pending": 4}
         await again.worker.run_until_idle()
         ended = await again.get(batch["id"])
         assert ended["request_counts"]["succeeded"] == 4
@@ -257,10 +251,10 @@ async def test_cancel_interrupts_requests_already_running(tmp_path: Path) -> Non
         batch = await app.create(
             [batch_request(f"r{i}", "count: 1000", max_tokens=1000) for i in range(5)]
         )
-        store = store_of(app)
+        records = app.records
 
         async def running() -> bool:
-            return (await store.state_counts(batch["id"])).get("running", 0) > 0
+            return (await records.state_counts(batch["id"])).get("running", 0) > 0
 
         await eventually(running)
         await app.http.post(f"{BATCHES}/{batch['id']}/cancel")
@@ -278,10 +272,10 @@ async def test_expiry_stops_requests_already_running(tmp_path: Path) -> None:
         batch = await app.create(
             [batch_request(f"r{i}", "count: 1000", max_tokens=1000) for i in range(3)]
         )
-        store = store_of(app)
+        records = app.records
 
         async def running() -> bool:
-            return (await store.state_counts(batch["id"])).get("running", 0) > 0
+            return (await records.state_counts(batch["id"])).get("running", 0) > 0
 
         await eventually(running)
         app.clock.advance(EXPIRES_AFTER.total_seconds())

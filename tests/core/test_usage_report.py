@@ -1,5 +1,4 @@
-"""Buckets, page tokens and sums of the messages usage report (pure logic), and the
-CLI's time parsing."""
+"""Buckets, page tokens and sums of the messages usage report (pure logic)."""
 
 from __future__ import annotations
 
@@ -17,7 +16,6 @@ from parley.core.usage_report import (
     group_rows,
     plan_window,
 )
-from parley.reports import parse_when
 
 T0 = datetime(2025, 5, 14, 13, 47, 12, 345000, tzinfo=UTC)
 
@@ -91,15 +89,3 @@ def test_rows_are_summed_per_bucket_and_group() -> None:
         [("b", 1)],
         [],
     ]
-
-
-def test_parse_when() -> None:
-    now = datetime(2025, 5, 14, 12, tzinfo=UTC)
-    assert parse_when("90m", now) == now - timedelta(minutes=90)
-    assert parse_when("2d", now) == now - timedelta(days=2)
-    assert parse_when("1w", now) == now - timedelta(weeks=1)
-    assert parse_when("2025-05-01T10:00:00Z", now) == datetime(2025, 5, 1, 10, tzinfo=UTC)
-    assert parse_when("2025-05-01T12:00:00+02:00", now) == datetime(2025, 5, 1, 10, tzinfo=UTC)
-    assert parse_when("2025-05-01", now) == datetime(2025, 5, 1, tzinfo=UTC)  # UTC if no offset
-    with pytest.raises(ValueError, match="neither a time"):
-        parse_when("yesterday", now)

@@ -12,7 +12,7 @@ from parley.core.versions import APIVersion
 from parley.errors import APIError, AuthenticationError, InternalServerError
 from parley.pipeline.messages import MessagePipeline
 from parley.protocol.requests import MessageCreateParams
-from parley.store.batches import ClaimedRequest, Outcome
+from parley.store.batch_leases import ClaimedRequest, Outcome
 
 log = logging.getLogger(__name__)
 

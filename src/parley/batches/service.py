@@ -26,13 +26,8 @@ from parley.core.versions import APIVersion
 from parley.errors import InvalidRequestError, NotFoundError
 from parley.protocol.batches import MAX_REQUESTS, MessageBatch, ProcessingStatus
 from parley.ratelimit.limiter import Clock
-from parley.store.batches import (
-    ENDED,
-    BatchRecord,
-    BatchStore,
-    DuplicateCustomId,
-    NewRequest,
-)
+from parley.store.batch_records import BatchRecordStore, DuplicateCustomId, NewRequest
+from parley.store.batch_tables import ENDED, BatchRecord
 
 # Requests written per transaction while a create body streams in.
 CREATE_CHUNK = 1000
@@ -65,7 +60,7 @@ def to_wire(record: BatchRecord, base_url: str) -> MessageBatch:
 class BatchService:
     def __init__(
         self,
-        store: BatchStore,
+        store: BatchRecordStore,
         clock: Clock,
         *,
         max_body_bytes: int,
@@ -73,7 +68,7 @@ class BatchService:
         spawn: Spawn,
         on_change: Callable[[], None],
     ) -> None:
-        self.store = store
+        self._store = store
         self._clock = clock
         self._max_body_bytes = max_body_bytes
         self._max_requests = max_requests
@@ -90,7 +85,7 @@ class BatchService:
         (and its processing starts) only once all of them are stored."""
         created_at = self._now()
         batch_id = message_batch_id()
-        await self.store.begin(
+        await self._store.begin(
             batch_id, key_id, version.value, created_at, created_at + EXPIRES_AFTER
         )
         try:
@@ -110,10 +105,10 @@ class BatchService:
             if count > self._max_requests:
                 raise too_many_requests(count, self._max_requests)
             await self._add(batch_id, chunk)
-            record = await self.store.activate(batch_id, count)
+            record = await self._store.activate(batch_id, count)
         except BaseException:
             # Spawned: this may be a cancelled request's handler, where awaiting is unsafe.
-            self._spawn(self.store.discard(batch_id))
+            self._spawn(self._store.discard(batch_id))
             raise
         self._on_change()
         return record
@@ -127,9 +122,9 @@ class BatchService:
                 raise duplicate_custom_id(request.position, request.custom_id)
             seen[request.custom_id] = request.position
         try:
-            await self.store.add_requests(batch_id, chunk)
+            await self._store.add_requests(batch_id, chunk)
         except DuplicateCustomId:
-            taken = await self.store.existing_custom_ids(batch_id, list(seen))
+            taken = await self._store.existing_custom_ids(batch_id, list(seen))
             repeated = [r for r in chunk if r.custom_id in taken]
             if not repeated:
                 raise
@@ -137,7 +132,7 @@ class BatchService:
             raise duplicate_custom_id(first.position, first.custom_id) from None
 
     async def get(self, key_id: str, batch_id: str) -> BatchRecord:
-        record = await self.store.get(batch_id)
+        record = await self._store.get(batch_id)
         if record is None or record.key_id != key_id:
             raise not_found()
         return record
@@ -155,21 +150,25 @@ class BatchService:
             raise InvalidRequestError("after_id: cannot be used together with before_id")
         after = await self._cursor(key_id, after_id, "after_id")
         before = await self._cursor(key_id, before_id, "before_id")
-        return await self.store.page(key_id, limit=limit, after=after, before=before)
+        return await self._store.page(key_id, limit=limit, after=after, before=before)
 
     async def _cursor(self, key_id: str, batch_id: str | None, name: str) -> BatchRecord | None:
         if batch_id is None:
             return None
-        record = await self.store.get(batch_id)
+        record = await self._store.get(batch_id)
         if record is None or record.key_id != key_id:
             raise NotFoundError(f"{name}: {batch_id} not found")
         return record
+
+    async def finished_count(self, batch_id: str) -> int:
+        """How many of the batch's requests have a result so far: its progress."""
+        return await self._store.finished_count(batch_id)
 
     async def cancel(self, key_id: str, batch_id: str) -> BatchRecord:
         # Canceling a batch that is already canceling or has ended changes nothing and
         # returns it as it is (unconfirmed; the least surprising answer for a retry).
         await self.get(key_id, batch_id)
-        await self.store.cancel(batch_id, self._now())
+        await self._store.cancel(batch_id, self._now())
         record = await self.get(key_id, batch_id)
         # Ends at once if nothing was running; reported as canceling all the same (§11).
         self._spawn(self._finalize(batch_id))
@@ -177,12 +176,12 @@ class BatchService:
         return record
 
     async def _finalize(self, batch_id: str) -> None:
-        if not await self.store.unfinished(batch_id):
-            await self.store.finalize(batch_id, self._now())
+        if not await self._store.unfinished(batch_id):
+            await self._store.finalize(batch_id, self._now())
 
     async def delete(self, key_id: str, batch_id: str) -> None:
         record = await self.get(key_id, batch_id)
-        if record.processing_status != ENDED or not await self.store.delete_ended(batch_id):
+        if record.processing_status != ENDED or not await self._store.delete_ended(batch_id):
             # api-spec §11: only ended batches can be deleted (wording unconfirmed).
             raise InvalidRequestError(
                 f"Message Batch {batch_id} cannot be deleted while it is "
@@ -208,7 +207,7 @@ class BatchService:
     async def _lines(self, batch_id: str) -> AsyncIterator[bytes]:
         after = -1
         while True:
-            rows = await self.store.results(batch_id, after=after, limit=RESULTS_CHUNK)
+            rows = await self._store.results(batch_id, after=after, limit=RESULTS_CHUNK)
             if not rows:
                 return
             # `\n` only, never a blank line: both SDKs choke on one (api-spec §11).

@@ -12,7 +12,7 @@ priority on the same engines as interactive traffic, and writes their results.
 - Requests of a batch canceled or expired meanwhile are stopped where they are.
 - Claims carry this worker's token and a lease, renewed by a heartbeat. After a
   crash they lapse and any worker (this process restarted, or another replica)
-  runs those requests again; a result is only ever written once (store/batches.py).
+  runs those requests again; a result is only ever written once (store/batch_leases.py).
 - Usage is recorded by the message pipeline, as for every other message.
 - Housekeeping applies the time rules with the injected clock: expiry after
   24 h, cancellation of what had not run, archiving after 29 days.
@@ -33,7 +33,7 @@ from parley.core.batches import RESULTS_KEPT
 from parley.core.records import ApiKey
 from parley.pipeline.messages import MessagePipeline
 from parley.ratelimit.limiter import Clock
-from parley.store.batches import BatchStore, ClaimedRequest, Outcome
+from parley.store.batch_leases import BatchLeaseStore, ClaimedRequest, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class _Finished:
 class BatchWorker:
     def __init__(
         self,
-        store: BatchStore,
+        store: BatchLeaseStore,
         pipeline: MessagePipeline,
         find_key: KeyLookup,
         settings: WorkerSettings,

@@ -1,14 +1,14 @@
-"""A fixed set of engine slots with a bounded wait queue (issue: concurrency).
+"""A fixed set of engine slots with a bounded wait queue.
 
 A request first checks `admit()` (a full queue is a 529 before any byte is
 sent), then waits for a slot. Slots are released by whoever finishes the
 work, which for a thread-backed engine is the worker thread itself, so a
 client that goes away never leaves a slot stuck.
 
-Batch work (issue 4) runs inside `background()`: it waits in a queue of its
-own that is served only when no interactive request waits, it never holds
-every slot of a pool that has more than one, and it is never refused as
-overloaded (the batch worker bounds its own concurrency instead).
+Batch work runs inside `background()`: it waits in a queue of its own that
+is served only when no interactive request waits, it never holds every slot
+of a pool that has more than one, and it is never refused as overloaded (the
+batch worker bounds its own concurrency instead).
 """
 
 from __future__ import annotations

@@ -173,10 +173,6 @@ class CallSplitter:
         self._arguments = ""
         self.name: str | None = None
 
-    @property
-    def in_call(self) -> bool:
-        return self._state in ("head", "arguments")
-
     def feed(self, text: str) -> list[SplitEvent]:
         if self._state == "text":
             return [TextOut(text)] if text else []

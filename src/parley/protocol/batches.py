@@ -1,4 +1,4 @@
-"""Message Batches: the create body's requests, MessageBatch, results lines (api-spec §11)."""
+"""Message Batches: the create body's requests, MessageBatch, results (api-spec §11)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from parley.protocol.responses import Message
 
 MAX_REQUESTS = 100_000
 CUSTOM_ID_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
+# A header of Parley's own on the retrieve of an unfinished batch: how many of its
+# requests have a result so far (request_counts stay all `processing` until the end).
+PROGRESS_HEADER = "parley-batch-requests-finished"
 
 ProcessingStatus = Literal["in_progress", "canceling", "ended"]
 
@@ -83,16 +86,3 @@ class CanceledResult(BaseModel):
 
 class ExpiredResult(BaseModel):
     type: Literal["expired"] = "expired"
-
-
-BatchResult = Annotated[
-    SucceededResult | ErroredResult | CanceledResult | ExpiredResult,
-    Field(discriminator="type"),
-]
-
-
-class BatchResultLine(BaseModel):
-    """One line of the results JSONL."""
-
-    custom_id: str
-    result: BatchResult

@@ -1,1 +1,1 @@
-"""Durable state behind one async interface: SQLite by default (issue 3 adds PostgreSQL)."""
+"""Durable state behind one async interface: SQLite by default, PostgreSQL by URL."""

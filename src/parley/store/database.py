@@ -11,7 +11,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 # What the stores are built on; named so that their callers need not import SQLAlchemy.
@@ -71,7 +71,19 @@ async def _use_wal(engine: AsyncEngine) -> None:
     log.warning("SQLite stays in its default journal mode: the file is busy")
 
 
+class DatabaseUnavailable(Exception):
+    """The database could not be opened. The message names the server's complaint,
+    never the URL, which may hold a password."""
+
+
 async def open_database(url: str) -> AsyncEngine:
+    try:
+        return await _open(url)
+    except (OSError, SQLAlchemyError) as exc:
+        raise DatabaseUnavailable(str(exc)) from exc
+
+
+async def _open(url: str) -> AsyncEngine:
     parsed = make_url(async_url(url))
     if parsed.drivername.startswith("sqlite") and parsed.database:
         await asyncio.to_thread(Path(parsed.database).parent.mkdir, parents=True, exist_ok=True)

@@ -9,12 +9,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from parley.batches.service import to_wire
 from parley.core.pagination import parse_limit
-from parley.protocol.batches import DeletedMessageBatch, MessageBatch
+from parley.protocol.batches import PROGRESS_HEADER, DeletedMessageBatch, MessageBatch
 from parley.protocol.models import Page
 from parley.server.requests import authenticate, services
-
-# Requests of an unfinished batch that have a result so far (a Parley extension).
-PROGRESS_HEADER = "parley-batch-requests-finished"
 
 
 def _base_url(request: Request) -> str:
@@ -63,7 +60,7 @@ async def get_batch(request: Request) -> Response:
     if record.processing_status != "ended":
         # request_counts must stay all `processing` until the end (api-spec §11), so
         # progress travels in a header of our own (`parley batches create --wait`).
-        finished = await batches.store.finished_count(record.id)
+        finished = await batches.finished_count(record.id)
         headers[PROGRESS_HEADER] = str(finished)
     return _batch(to_wire(record, _base_url(request)), headers)
 

@@ -1,4 +1,4 @@
-"""What `parley models list` shows: each model, its backends and their health now.
+"""The data behind `parley models list`: each model, its backends and their health now.
 
 Upstream backends are asked directly (their health check: `GET /models` for an
 OpenAI-compatible server, `GET /v1/models` for an Anthropic one); local engines
@@ -8,13 +8,9 @@ are not started, only their model file is looked for. Keys never appear here.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-
-from rich import box
-from rich.console import Console
-from rich.table import Table
 
 from parley.config import ModelConfig, Settings
 from parley.engines.base import Engine
@@ -110,39 +106,3 @@ async def model_statuses(settings: Settings, *, check: bool = True) -> list[Mode
         return models
     finally:
         await registry.aclose()
-
-
-def models_json(models: list[ModelStatus]) -> list[dict[str, Any]]:
-    return [asdict(m) for m in models]
-
-
-def render_models(models: list[ModelStatus], out: Console) -> None:
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False)
-    for title in ("Model", "Aliases", "Context", "Max out", "Images", "Tools"):
-        table.add_column(title, no_wrap=True)
-    for title in ("Backend", "Kind", "Target", "Upstream model", "Health"):
-        table.add_column(title, no_wrap=title != "Health")
-    for model in models:
-        for i, backend in enumerate(model.backends):
-            first = i == 0
-            health = {
-                "healthy": "[green]healthy[/green]",
-                "unhealthy": f"[red]unhealthy[/red]: {backend.problem}",
-                "unchecked": "[dim]unchecked[/dim]",
-            }[backend.health]
-            table.add_row(
-                model.id if first else "",
-                ", ".join(model.aliases) if first else "",
-                (str(model.context_window) if model.context_window else "from GGUF")
-                if first
-                else "",
-                str(model.max_output_tokens) if first else "",
-                ("yes" if model.images else "no") if first else "",
-                ("yes" if model.tools else "no") if first else "",
-                backend.name,
-                backend.kind,
-                backend.target,
-                backend.upstream_model or "-",
-                health,
-            )
-    out.print(table)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
+from tests.cli.conftest import parley as run_parley
 from tests.upstream.conftest import Fake
+from tests.upstream.fake_openai import FakeState, serving
 
 SECRET = "sk-upstream-never-shown"
 
@@ -45,19 +48,16 @@ engine = "scripted"
 """
 
 
+@pytest.fixture
+async def fake() -> AsyncIterator[Fake]:
+    state = FakeState(name="fake-a")
+    async with serving(state) as url:
+        yield Fake(state, url)
+
+
 async def parley(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
-    env["COLUMNS"] = "200"
     # In a thread: the fake upstream this command talks to is served by this event loop.
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "parley", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
-    )
+    return await asyncio.to_thread(run_parley, *args, env={"COLUMNS": "200"})
 
 
 async def test_models_list_json(fake: Fake, tmp_path: Path) -> None:

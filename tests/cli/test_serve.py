@@ -1,50 +1,19 @@
-"""The CLI contract other tools rely on."""
+"""`parley serve`: the bootstrap key, the "ready" line, config errors, models by path."""
 
 from __future__ import annotations
 
-import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import anthropic
 import pytest
 
+from tests.cli.conftest import CONFIG, parley
 from tests.serverproc import ParleyProcess
-
-
-def parley(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "parley", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
-    )
-
-
-def test_keys_create_prints_only_the_secret_last_and_stores_a_hash(tmp_path: Path) -> None:
-    result = parley("keys", "create", "--name", "ci", "--data-dir", str(tmp_path))
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert len(lines) == 1
-    secret = lines[-1]
-    assert secret.startswith("sk-parley-")
-    assert secret not in result.stderr
-    assert "ci" in result.stderr
-    db = (tmp_path / "parley.db").read_bytes()
-    assert secret.encode() not in db
-    rows = sqlite3.connect(tmp_path / "parley.db").execute("SELECT name, secret_hash FROM api_keys")
-    (name, digest), *_ = rows.fetchall()
-    assert name == "ci"
-    assert len(digest) == 64
 
 
 @pytest.mark.e2e
 def test_serve_prints_a_bootstrap_key_once_and_a_created_key_works(tmp_path: Path) -> None:
-    config = '[[models]]\nid = "scripted-1"\nengine = "scripted"\n'
-    first = ParleyProcess(tmp_path / "d1", config=config).start()
+    first = ParleyProcess(tmp_path / "d1", config=CONFIG).start()
     try:
         assert first.api_key.startswith("sk-parley-")
         assert f"export ANTHROPIC_BASE_URL={first.base_url}" in first.logs()
@@ -61,7 +30,7 @@ def test_serve_prints_a_bootstrap_key_once_and_a_created_key_works(tmp_path: Pat
     finally:
         first.stop()
     # A second start finds keys and prints none; no secret ever reaches the log.
-    again = ParleyProcess(first.data_dir, config=config).start()
+    again = ParleyProcess(first.data_dir, config=CONFIG).start()
     try:
         assert again.api_key == ""
         assert second_key not in again.logs()

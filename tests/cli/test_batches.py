@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.cli.conftest import parley
 from tests.conftest import SCRIPTED_MODEL
 from tests.serverproc import ParleyProcess
 
@@ -37,18 +36,9 @@ def write_requests(path: Path, texts: dict[str, str]) -> Path:
 
 
 def batches(server: ParleyProcess, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("PARLEY_", "ANTHROPIC_"))}
-    environ.update(env)
     if "ANTHROPIC_BASE_URL" not in env:
         args = (*args, "--base-url", server.base_url, "--api-key", server.api_key)
-    return subprocess.run(
-        [sys.executable, "-m", "parley", "batches", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=environ,
-        check=False,
-    )
+    return parley("batches", *args, env=env, timeout=120)
 
 
 def ok(server: ParleyProcess, *args: str, **env: str) -> str:
@@ -122,13 +112,6 @@ def test_errors_are_reported_without_a_traceback(
     assert unreachable.returncode == 1
     assert "cannot reach http://127.0.0.1:9" in unreachable.stderr
 
-    no_key = subprocess.run(
-        [sys.executable, "-m", "parley", "batches", "list"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")},
-        check=False,
-    )
+    no_key = parley("batches", "list")
     assert no_key.returncode == 2
     assert "--api-key" in no_key.stderr

@@ -1,13 +1,10 @@
-"""`parley keys list|revoke` and `parley usage`, as subprocesses against the same store
-a server uses: SQLite in the data dir, or PostgreSQL when `database_url` is set."""
+"""`parley usage` as a subprocess: its time options, the totals after requests through
+a real server (which the Admin API reports alike), and keys and usage on PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,132 +14,25 @@ import anthropic
 import httpx
 import pytest
 
+from parley.cli.usage import parse_when
 from parley.core.records import UsageRecord
-from parley.services import start_services
 from parley.store.database import open_database
 from parley.store.usage import UsageStore
-from tests.conftest import SCRIPTED_MODEL, asgi_client, old_sdk_headers, scripted_settings
+from tests.cli.conftest import CONFIG, create_key, key_list, ok
+from tests.conftest import SCRIPTED_MODEL
 from tests.serverproc import ParleyProcess
 
-CONFIG = f'[[models]]\nid = "{SCRIPTED_MODEL}"\nengine = "scripted"\n'
 
-
-def parley(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
-    return subprocess.run(
-        [sys.executable, "-m", "parley", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
-    )
-
-
-def ok(*args: str) -> str:
-    result = parley(*args)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def create_key(store: list[str], name: str, *extra: str) -> str:
-    return ok("keys", "create", "--name", name, *store, *extra).splitlines()[-1]
-
-
-def key_list(store: list[str]) -> list[dict[str, Any]]:
-    listed: list[dict[str, Any]] = json.loads(ok("keys", "list", "--json", *store))
-    return listed
-
-
-# -- keys ------------------------------------------------------------------------------
-
-
-def test_keys_list_shows_keys_but_never_a_secret(tmp_path: Path) -> None:
-    store = ["--data-dir", str(tmp_path)]
-    alice = create_key(store, "alice", "--tier", "gold")
-    root = create_key(store, "root", "--admin")
-
-    listed = key_list(store)
-    assert [(k["name"], k["tier"], k["status"], k["is_admin"]) for k in listed] == [
-        ("root", "default", "active", True),
-        ("alice", "gold", "active", False),
-    ]
-    assert all(k["id"].startswith("apikey_01") and k["last_used_at"] is None for k in listed)
-    assert listed[1]["hint"].startswith("sk-parley-")
-    assert datetime.fromisoformat(listed[0]["created_at"]) <= datetime.now(UTC)
-
-    table = parley("keys", "list", *store)
-    assert table.returncode == 0, table.stderr
-    for key in listed:
-        assert key["id"] in table.stdout
-        assert key["name"] in table.stdout
-        assert key["hint"] in table.stdout
-    for output in (table.stdout, table.stderr, json.dumps(listed)):
-        assert alice not in output
-        assert root not in output
-        # Not even the part of the secret after the prefix and hint.
-        assert alice[len("sk-parley-") + 4 : -4] not in output
-
-
-def test_keys_list_when_there_are_none(tmp_path: Path) -> None:
-    assert key_list(["--data-dir", str(tmp_path)]) == []
-    assert "No API keys" in ok("keys", "list", "--data-dir", str(tmp_path))
-
-
-def test_browser_access_per_key_from_the_cli(tmp_path: Path) -> None:
-    store = ["--data-dir", str(tmp_path)]
-    create_key(store, "server only", "--no-browser-access")
-    create_key(store, "byok")
-    closed, opened = sorted(key_list(store), key=lambda k: k["name"] != "server only")
-    assert (closed["browser_access"], opened["browser_access"]) == (False, True)
-
-    assert ok("keys", "update", closed["id"], "--browser-access", *store) == f"{closed['id']}\n"
-    assert ok("keys", "update", opened["id"], "--name", "renamed", *store) == f"{opened['id']}\n"
-    after = {k["id"]: k for k in key_list(store)}
-    assert after[closed["id"]]["browser_access"] is True
-    assert after[opened["id"]]["name"] == "renamed"
-    assert after[opened["id"]]["browser_access"] is True
-
-    unknown = parley("keys", "update", "apikey_01nope", "--no-browser-access", *store)
-    assert unknown.returncode != 0
-    assert "no API key with id apikey_01nope" in unknown.stderr
-
-
-def test_revoke_an_unknown_key_fails_clearly(tmp_path: Path) -> None:
-    result = parley("keys", "revoke", "apikey_01nope", "--data-dir", str(tmp_path))
-    assert result.returncode != 0
-    assert "no API key with id apikey_01nope" in result.stderr
-    assert "Traceback" not in result.stderr
-    assert result.stdout == ""
-
-
-async def test_revoke_refuses_the_key_at_once_on_a_running_server(tmp_path: Path) -> None:
-    settings = scripted_settings(tmp_path / "data")
-    store = ["--data-dir", str(settings.data_dir)]
-    svc = await start_services(settings)
-    try:
-        secret = await asyncio.to_thread(create_key, store, "doomed")
-        [listed] = await asyncio.to_thread(key_list, store)
-        body = {
-            "model": SCRIPTED_MODEL,
-            "max_tokens": 8,
-            "messages": [{"role": "user", "content": "hi"}],
-        }
-        async with asgi_client(svc, old_sdk_headers(secret)) as http:
-            assert (await http.post("/v1/messages", json=body)).status_code == 200
-            out = await asyncio.to_thread(ok, "keys", "revoke", listed["id"], *store)
-            assert out == f"{listed['id']}\n"
-            refused = await http.post("/v1/messages", json=body)
-            assert refused.status_code == 401
-            assert refused.json()["error"] == {
-                "type": "authentication_error",
-                "message": "invalid x-api-key",
-            }
-        [after] = await asyncio.to_thread(key_list, store)
-        assert after["status"] == "archived"
-        assert after["last_used_at"] is not None
-    finally:
-        await svc.aclose()
+def test_parse_when() -> None:
+    now = datetime(2025, 5, 14, 12, tzinfo=UTC)
+    assert parse_when("90m", now) == now - timedelta(minutes=90)
+    assert parse_when("2d", now) == now - timedelta(days=2)
+    assert parse_when("1w", now) == now - timedelta(weeks=1)
+    assert parse_when("2025-05-01T10:00:00Z", now) == datetime(2025, 5, 1, 10, tzinfo=UTC)
+    assert parse_when("2025-05-01T12:00:00+02:00", now) == datetime(2025, 5, 1, 10, tzinfo=UTC)
+    assert parse_when("2025-05-01", now) == datetime(2025, 5, 1, tzinfo=UTC)  # UTC if no offset
+    with pytest.raises(ValueError, match="neither a time"):
+        parse_when("yesterday", now)
 
 
 # -- a real server, the official SDK, then `parley usage` --------------------------------
@@ -247,24 +137,6 @@ def test_usage_after_requests_through_a_real_server(tmp_path: Path) -> None:
         results = [r for bucket in response.json()["data"] for r in bucket["results"]]
         assert sum(r["uncached_input_tokens"] for r in results) == expected_in
         assert sum(r["output_tokens"] for r in results) == expected_out
-    finally:
-        server.stop()
-
-
-@pytest.mark.e2e
-def test_a_key_revoked_from_the_cli_is_refused_by_a_real_server(tmp_path: Path) -> None:
-    server = ParleyProcess(tmp_path / "data", config=CONFIG).start()
-    store = ["--data-dir", str(server.data_dir)]
-    try:
-        client = anthropic.Anthropic(
-            base_url=server.base_url, api_key=server.api_key, max_retries=0
-        )
-        messages: Any = [{"role": "user", "content": "say: ok"}]
-        assert client.messages.create(model=SCRIPTED_MODEL, max_tokens=5, messages=messages)
-        [key] = key_list(store)
-        assert ok("keys", "revoke", key["id"], *store) == f"{key['id']}\n"
-        with pytest.raises(anthropic.AuthenticationError):
-            client.messages.create(model=SCRIPTED_MODEL, max_tokens=5, messages=messages)
     finally:
         server.stop()
 

@@ -1,5 +1,5 @@
-"""BatchStore on the real PostgreSQL: claims from concurrent workers never overlap and
-never exceed their limit; results are written once; finalize counts."""
+"""The batch lease store on the real PostgreSQL: claims from concurrent workers never
+overlap and never exceed their limit; results are written once; finalize counts."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from parley.store.batches import BatchStore, NewRequest, Outcome
+from parley.store.batch_leases import BatchLeaseStore, Outcome
+from parley.store.batch_records import BatchRecordStore, NewRequest
 from parley.store.database import open_database
 
 T0 = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)
@@ -17,30 +19,32 @@ LEASE = T0 + timedelta(seconds=30)
 
 
 @pytest.fixture
-async def stores(pg_url: str) -> AsyncIterator[list[BatchStore]]:
-    """Three stores with engines of their own, as three replicas would have."""
+async def engines(pg_url: str) -> AsyncIterator[list[AsyncEngine]]:
+    """Three engines of their own, as three replicas would have."""
     engines = [await open_database(pg_url) for _ in range(3)]
     try:
-        yield [BatchStore(engine) for engine in engines]
+        yield engines
     finally:
         for engine in engines:
             await engine.dispose()
 
 
-async def make_batch(store: BatchStore, n: int) -> None:
-    await store.begin("msgbatch_01pg", "key", "2023-06-01", T0, T0 + timedelta(hours=24))
-    await store.add_requests("msgbatch_01pg", [NewRequest(i, f"c{i}", "{}") for i in range(n)])
-    await store.activate("msgbatch_01pg", n)
+async def make_batch(records: BatchRecordStore, n: int) -> None:
+    await records.begin("msgbatch_01pg", "key", "2023-06-01", T0, T0 + timedelta(hours=24))
+    await records.add_requests("msgbatch_01pg", [NewRequest(i, f"c{i}", "{}") for i in range(n)])
+    await records.activate("msgbatch_01pg", n)
 
 
 async def test_concurrent_claims_share_the_work_without_overlap(
-    stores: list[BatchStore],
+    engines: list[AsyncEngine],
 ) -> None:
-    await make_batch(stores[0], 200)
+    records = BatchRecordStore(engines[0])
+    stores = [BatchLeaseStore(engine) for engine in engines]
+    await make_batch(records, 200)
     [batch] = await stores[0].claimable_batches(T0)
     claimed: dict[str, list[int]] = {f"w{i}": [] for i in range(3)}
 
-    async def worker(name: str, store: BatchStore) -> None:
+    async def worker(name: str, store: BatchLeaseStore) -> None:
         while True:
             got = await store.claim(batch, name, 7, T0, LEASE)
             assert len(got) <= 7
@@ -51,12 +55,13 @@ async def test_concurrent_claims_share_the_work_without_overlap(
     await asyncio.gather(*(worker(f"w{i}", s) for i, s in enumerate(stores)))
     everything = sorted(p for positions in claimed.values() for p in positions)
     assert everything == list(range(200))
-    assert await stores[0].state_counts(batch.id) == {"running": 200}
+    assert await records.state_counts(batch.id) == {"running": 200}
 
 
-async def test_results_are_written_once_and_the_batch_ends(stores: list[BatchStore]) -> None:
-    first, second, _ = stores
-    await make_batch(first, 3)
+async def test_results_are_written_once_and_the_batch_ends(engines: list[AsyncEngine]) -> None:
+    records = BatchRecordStore(engines[0])
+    first, second, _ = (BatchLeaseStore(engine) for engine in engines)
+    await make_batch(records, 3)
     [batch] = await first.claimable_batches(T0)
     mine = await first.claim(batch, "w1", 2, T0, LEASE)
     assert [c.position for c in mine] == [0, 1]
@@ -74,7 +79,7 @@ async def test_results_are_written_once_and_the_batch_ends(stores: list[BatchSto
     assert await second.unfinished(batch.id) is False
     assert await first.finalize(batch.id, later)
     assert not await second.finalize(batch.id, later)  # once
-    record = await first.get(batch.id)
+    record = await records.get(batch.id)
     assert record is not None
     assert record.processing_status == "ended"
     assert record.counts == {"succeeded": 3, "errored": 0, "canceled": 0, "expired": 0}

@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 
-# The header the server adds to a retrieve while the batch runs (server/routes/batches.py).
-PROGRESS_HEADER = "parley-batch-requests-finished"
+from parley.protocol.batches import PROGRESS_HEADER
+
 _UPLOAD_CHUNK = 1 << 16
 
 
