@@ -67,7 +67,9 @@ test: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy src
-	$(BIN)/pytest
+	$(BIN)/lint-imports
+	$(BIN)/pytest --cov --cov-report=
+	@$(BIN)/coverage report --format=total | xargs printf 'Coverage: %s%% of the lines of src/parley\n'
 
 test-fast: install
 	$(BIN)/pytest -m "not e2e and not model"
