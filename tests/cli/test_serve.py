@@ -21,10 +21,12 @@ def test_serve_prints_a_bootstrap_key_once_and_a_created_key_works(tmp_path: Pat
         created = parley("keys", "create", "--name", "second", "--data-dir", str(first.data_dir))
         second_key = created.stdout.splitlines()[-1]
         for key in (first.api_key, second_key):
-            client = anthropic.Anthropic(base_url=first.base_url, api_key=key, max_retries=0)
-            reply = client.messages.create(
-                model="scripted-1", max_tokens=10, messages=[{"role": "user", "content": "say: ok"}]
-            )
+            with anthropic.Anthropic(base_url=first.base_url, api_key=key, max_retries=0) as client:
+                reply = client.messages.create(
+                    model="scripted-1",
+                    max_tokens=10,
+                    messages=[{"role": "user", "content": "say: ok"}],
+                )
             assert reply.content[0].type == "text"
             assert reply.content[0].text == "ok"
     finally:
@@ -68,8 +70,8 @@ max_output_tokens = 256
 slots = 1
 """
     server = ParleyProcess(tmp_path / "data", config=config).start()
+    client = anthropic.Anthropic(base_url=server.base_url, api_key=server.api_key)
     try:
-        client = anthropic.Anthropic(base_url=server.base_url, api_key=server.api_key)
         ids = [m.id for m in client.models.list()]
         assert ids == ["second-gguf", "smollm2-135m-instruct"]  # newest first
         info = client.models.retrieve("second-gguf")
@@ -81,4 +83,5 @@ slots = 1
         assert reply.model == "second-gguf"
         assert reply.usage.output_tokens <= 5
     finally:
+        client.close()
         server.stop()

@@ -274,6 +274,8 @@ class Finished:
     output_tokens: int
     stop_sequence: str | None = None
     input_tokens: int | None = None
+    # An upstream's own account of why it stopped (a refusal's category and text).
+    stop_details: Mapping[str, Any] | None = None
 
 
 EngineEvent = TextChunk | ToolCallStart | ToolInputChunk | Finished

@@ -98,6 +98,8 @@ class MessageStream:
                         stop_sequence = event.stop_sequence
                     if event.input_tokens is not None:
                         usage.input_tokens = event.input_tokens
+                    if event.stop_details is not None:
+                        self.message.stop_details = dict(event.stop_details)
                     break
                 if isinstance(event, TextChunk):
                     fed = matcher.feed(event.text)
@@ -136,7 +138,11 @@ class MessageStream:
         self.message.stop_reason = stop_reason
         self.message.stop_sequence = stop_sequence
         yield MessageDeltaEvent(
-            delta=MessageDelta(stop_reason=stop_reason, stop_sequence=stop_sequence),
+            delta=MessageDelta(
+                stop_reason=stop_reason,
+                stop_sequence=stop_sequence,
+                stop_details=self.message.stop_details,
+            ),
             usage=MessageDeltaUsage(
                 output_tokens=usage.output_tokens,
                 input_tokens=usage.input_tokens,

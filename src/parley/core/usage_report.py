@@ -219,7 +219,7 @@ def bucket_rows(
 
 
 def report_page(
-    buckets: list[Bucket], window: Window, group_by: AbstractSet[str]
+    buckets: list[Bucket], window: Window, group_by: AbstractSet[str], *, refreshed_at: datetime
 ) -> MessagesUsageReport:
     """The wire page for `buckets`."""
     return MessagesUsageReport(
@@ -233,6 +233,7 @@ def report_page(
         ],
         has_more=window.next_start is not None,
         next_page=encode_page(window.next_start) if window.next_start is not None else None,
+        data_refreshed_at=rfc3339(refreshed_at),
     )
 
 

@@ -118,6 +118,7 @@ class AnthropicUpstreamEngine(UpstreamEngine):
         output_tokens = 0
         stop_reason: str | None = None
         stop_sequence: str | None = None
+        stop_details: dict[str, Any] | None = None
         while (event := await stream.next_event()) is not None:
             kind, data = _parse(event)
             if kind == "content_block_start":
@@ -132,8 +133,11 @@ class AnthropicUpstreamEngine(UpstreamEngine):
                 elif delta.get("type") == "input_json_delta":
                     yield ToolInputChunk(delta.get("partial_json", ""), output_tokens)
             elif kind == "message_delta":
-                stop_reason = (data.get("delta") or {}).get("stop_reason")
-                stop_sequence = (data.get("delta") or {}).get("stop_sequence")
+                delta = data.get("delta") or {}
+                stop_reason = delta.get("stop_reason")
+                stop_sequence = delta.get("stop_sequence")
+                if isinstance(delta.get("stop_details"), dict):
+                    stop_details = delta["stop_details"]
                 usage = data.get("usage") or {}
                 if isinstance(usage.get("output_tokens"), int):
                     output_tokens = usage["output_tokens"]
@@ -148,7 +152,9 @@ class AnthropicUpstreamEngine(UpstreamEngine):
             # Parley's matcher (core/stops.py) reports it, and first lets out any
             # text it was holding back as a possible start of a sequence.
             yield TextChunk(stop_sequence, output_tokens)
-        yield Finished(_STOP_REASONS.get(stop_reason, "end_turn"), output_tokens)
+        yield Finished(
+            _STOP_REASONS.get(stop_reason, "end_turn"), output_tokens, stop_details=stop_details
+        )
 
     async def check_health(self) -> None:
         response = await self.get("v1/models", limit=1)

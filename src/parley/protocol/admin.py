@@ -113,3 +113,6 @@ class MessagesUsageReport(BaseModel):
     data: list[MessagesUsageBucket]
     has_more: bool
     next_page: str | None
+    # When the figures were read (api-version §19.11); Parley reports from the store as
+    # it is at the request, so this is the time of the request.
+    data_refreshed_at: str

@@ -48,10 +48,11 @@ ContentBlock = Annotated[TextBlock | ToolUseBlock, Field(discriminator="type")]
 
 
 class Message(BaseModel):
+    # The order the API sends (api-spec §5.5); SDKs do not mind, people reading logs do.
+    model: str
     id: str
     type: Literal["message"] = "message"
     role: Literal["assistant"] = "assistant"
-    model: str
     content: list[ContentBlock]
     stop_reason: StopReason | None
     stop_sequence: str | None

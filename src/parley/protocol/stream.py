@@ -7,7 +7,7 @@ Every event's `type` equals its SSE `event:` name; clients dispatch on the
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -49,7 +49,9 @@ class ContentBlockStopEvent(BaseModel):
 class MessageDelta(BaseModel):
     stop_reason: StopReason
     stop_sequence: str | None
-    stop_details: None = None
+    # Why output stopped, when there is more to say (a refusal's category); only here,
+    # never in message_start (api-version §19.7).
+    stop_details: dict[str, Any] | None = None
 
 
 class MessageDeltaUsage(BaseModel):

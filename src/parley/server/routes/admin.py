@@ -110,13 +110,14 @@ async def messages_usage_report(request: Request) -> Response:
             **_lists(query, "group_by", "api_key_ids", "models"),
         },
     )
+    now = datetime.fromtimestamp(svc.clock(), UTC)
     window = report_window(
         starting_at=params.starting_at,
         ending_at=params.ending_at,
         width=params.bucket_width,
         limit=params.limit,
         resume_at=None if params.page is None else _page_start(params.page),
-        now=datetime.fromtimestamp(svc.clock(), UTC),
+        now=now,
     )
     rows: list[UsageRow] = []
     if window.start is not None:
@@ -133,7 +134,8 @@ async def messages_usage_report(request: Request) -> Response:
     buckets = bucket_rows(
         rows, window, by_key="api_key_id" in group_by, by_model="model" in group_by
     )
-    return JSONResponse(report_page(buckets, window, group_by).model_dump(mode="json"))
+    page = report_page(buckets, window, group_by, refreshed_at=now)
+    return JSONResponse(page.model_dump(mode="json"))
 
 
 async def _get_key(request: Request, key_id: str) -> ApiKey:
