@@ -425,9 +425,13 @@ async def recorded(services: Services) -> dict[str, str]:
 
 
 async def report(admin: httpx.AsyncClient, **params: Any) -> dict[str, Any]:
+    """The page, less `data_refreshed_at` (checked here: a whole-second UTC time)."""
     response = await admin.get(USAGE, params=params)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
+    refreshed = body.pop("data_refreshed_at")
+    assert refreshed.endswith("Z")
+    assert datetime.fromisoformat(refreshed).microsecond == 0
     return body
 
 

@@ -233,7 +233,7 @@ def report_page(
         ],
         has_more=window.next_start is not None,
         next_page=encode_page(window.next_start) if window.next_start is not None else None,
-        data_refreshed_at=rfc3339(refreshed_at),
+        data_refreshed_at=rfc3339(refreshed_at.replace(microsecond=0)),
     )
 
 
