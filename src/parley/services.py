@@ -27,6 +27,7 @@ from parley.ratelimit.limiter import Clock, RateLimiter
 from parley.store.batch_leases import BatchLeaseStore
 from parley.store.batch_records import BatchRecordStore
 from parley.store.database import Database, open_database
+from parley.store.key_changes import key_changes
 from parley.store.keys import KeyStore
 from parley.store.usage import UsageStore
 from parley.store.usage_recorder import UsageRecorder
@@ -80,7 +81,10 @@ async def start_services(settings: Settings, *, clock: Clock = time.time) -> Ser
         registry = ModelRegistry.from_settings(settings)
         stack.push_async_callback(registry.aclose)
         await registry.start()
-        keys = Keyring(KeyStore(database), clock, background.spawn)
+        changes = key_changes(database)
+        await changes.start()
+        stack.push_async_callback(changes.aclose)
+        keys = Keyring(KeyStore(database), changes, clock, background.spawn)
         pipeline = MessagePipeline(
             registry,
             limiter,

@@ -80,8 +80,15 @@ class MessageStream:
     async def events(self, source: AsyncIterator[EngineEvent]) -> AsyncIterator[StreamEvent]:
         """The API's events for an engine's events. The caller closes `source`."""
         request, usage = self.request, self.message.usage
-        start = self.message.model_copy(deep=True)
-        start.usage.output_tokens = 1  # the real API's message_start says 1 (§6.3)
+        start = Message(
+            id=self.message.id,
+            model=self.message.model,
+            content=[],
+            stop_reason=None,
+            stop_sequence=None,
+            # The real API's message_start says 1 output token (§6.3).
+            usage=usage.model_copy(update={"output_tokens": 1}),
+        )
         yield MessageStartEvent(message=start)
         # Stop sequences apply to text only, never inside a tool call's input.
         matcher = StopSequenceMatcher(request.stop_sequences)

@@ -8,8 +8,6 @@ import json
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
-from pydantic import BaseModel
-
 from parley.errors import APIError
 from parley.protocol.stream import MessageStartEvent, PingEvent, StreamEvent
 
@@ -19,12 +17,15 @@ def frame(name: str, data: dict[str, Any]) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-def event_frame(event: BaseModel) -> bytes:
-    data = event.model_dump(mode="json")
-    if isinstance(event, MessageStartEvent):
-        # api-version §19.7: stop_details travels only in message_delta.
-        data["message"].pop("stop_details", None)
-    return frame(data["type"], data)
+# api-version §19.7: stop_details travels only in message_delta.
+_START_EXCLUDES = {"message": {"stop_details"}}
+
+
+def event_frame(event: StreamEvent) -> bytes:
+    # pydantic writes the JSON itself (compact, UTF-8): no dict in between.
+    excludes = _START_EXCLUDES if isinstance(event, MessageStartEvent) else None
+    data = event.model_dump_json(exclude=excludes)
+    return b"event: " + event.type.encode() + b"\ndata: " + data.encode() + b"\n\n"
 
 
 def error_frame(error: APIError) -> bytes:

@@ -127,8 +127,13 @@ class MessagePipeline:
         try:
             with background() if priority == "batch" else nullcontext():
                 generation = await engine.open(prepared)
-        except BaseException:
+        except Exception:
             if admission is not None:
+                # Before the refusal is answered, so the client's retry finds it back.
+                await self._limiter.refund(admission)
+            raise
+        except BaseException:
+            if admission is not None:  # cancelled: awaiting is not safe here
                 self._spawn(self._limiter.refund(admission))
             raise
         stream = MessageStream(request, generation.input_tokens)

@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from parley.core.records import ApiKey
+from parley.store.key_changes import CHANNEL
 from parley.store.schema import api_keys
 from parley.store.time import aware
 
@@ -61,6 +62,12 @@ class KeyStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
+    async def _announce(self, conn: AsyncConnection) -> None:
+        """Every process that keeps keys in memory hears of a change when it commits
+        (PostgreSQL; on SQLite the file's change is the news: store/key_changes.py)."""
+        if conn.dialect.name == "postgresql":
+            await conn.execute(select(func.pg_notify(CHANNEL, "")))
+
     async def create(
         self,
         name: str,
@@ -82,6 +89,7 @@ class KeyStore:
             browser_access=browser_access,
         )
         async with self._engine.begin() as conn:
+            await self._announce(conn)
             await conn.execute(
                 insert(api_keys).values(
                     id=key.id,
@@ -103,9 +111,10 @@ class KeyStore:
             return int(result.scalar_one())
 
     async def find_active(self, secret: str) -> ApiKey | None:
-        """The active key with this secret. Read on every request (no cache), so a
-        key revoked through any replica is refused at once everywhere."""
-        digest = hash_secret(secret)
+        """The active key with this secret."""
+        return await self.find_active_digest(hash_secret(secret))
+
+    async def find_active_digest(self, digest: str) -> ApiKey | None:
         async with self._engine.connect() as conn:
             row = (
                 await conn.execute(select(api_keys).where(api_keys.c.secret_hash == digest))
@@ -150,6 +159,7 @@ class KeyStore:
             # reactivation racing a revoke on another replica cannot undo it.
             statement = statement.where(api_keys.c.status != "archived")
         async with self._engine.begin() as conn:
+            await self._announce(conn)
             changed = (await conn.execute(statement.values(values))).rowcount if values else 0
             if changed == 0:
                 row = (

@@ -88,9 +88,7 @@ async def update_api_key(request: Request) -> Response:
     key_id = request.path_params["api_key_id"]
     params = parse_params(await read_body(request), ApiKeyUpdateParams, version)
     try:
-        key = await services(request).keys.store.update(
-            key_id, name=params.name, status=params.status
-        )
+        key = await services(request).keys.update(key_id, name=params.name, status=params.status)
     except KeyNotFound:
         raise _not_found(key_id) from None
     except KeyArchived:

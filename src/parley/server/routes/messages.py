@@ -20,6 +20,7 @@ from parley.server.requests import authenticate, read_body, services, unless_dis
 log = logging.getLogger(__name__)
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+JSON = "application/json"
 
 
 async def create_message(request: Request) -> Response:
@@ -39,7 +40,7 @@ async def create_message(request: Request) -> Response:
             background=BackgroundTask(run.aclose),
         )
     message = await unless_disconnected(request, run.message())
-    return JSONResponse(message.model_dump(mode="json"), headers=run.headers)
+    return Response(message.model_dump_json(), media_type=JSON, headers=run.headers)
 
 
 async def _sse(events: AsyncIterator[StreamEvent]) -> AsyncIterator[bytes]:
