@@ -20,6 +20,7 @@ class ParleyProcess:
     data_dir: Path
     config: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)  # more `parley serve` options
     base_url: str = ""
     api_key: str = ""
     proc: subprocess.Popen[bytes] | None = None
@@ -38,7 +39,7 @@ class ParleyProcess:
     def start(self, timeout: float = 120.0) -> ParleyProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [sys.executable, "-m", "parley", "serve", "--port", "0"]
-        args += ["--data-dir", str(self.data_dir)]
+        args += ["--data-dir", str(self.data_dir), *self.args]
         if self.config is not None:
             config_path = self.data_dir / "parley.toml"
             config_path.write_text(self.config)

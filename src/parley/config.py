@@ -194,6 +194,9 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    # Processes serving the one port (`parley serve --workers N`): more cores for the
+    # gateway; each loads its own engines, so keep 1 for a large embedded model.
+    workers: int = Field(default=1, ge=1)
     data_dir: Path = Field(default_factory=default_data_dir)
     config: Path | None = None
     # External base URL, used in printed snippets and batch `results_url`s; without it,

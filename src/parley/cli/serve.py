@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from pathlib import Path
 
 import click
@@ -14,27 +13,33 @@ from parley.cli.shared import config_option, data_dir_option, read_settings
 log = logging.getLogger("parley")
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # httpx logs every upstream request at INFO; the engines log upstream failures.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
 @click.command()
 @click.option("--host", help="Interface to bind (default 127.0.0.1; env PARLEY_HOST).")
 @click.option("--port", type=int, help="Port (default 8000, 0 picks a free one; env PARLEY_PORT).")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Processes serving the port (default 1; env PARLEY_WORKERS).",
+)
 @data_dir_option
 @config_option
-def serve(host: str | None, port: int | None, data_dir: Path | None, config: Path | None) -> None:
+def serve(
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    data_dir: Path | None,
+    config: Path | None,
+) -> None:
     """Start the API server."""
-    settings = read_settings(config, host=host, port=port, data_dir=data_dir)
-    _setup_logging(settings.log_level)
-    from parley.server.serve import run
+    settings = read_settings(config, host=host, port=port, workers=workers, data_dir=data_dir)
+    from parley.server.serve import run, setup_logging
 
+    setup_logging(settings.log_level)
+    if settings.workers > 1:
+        from parley.server.workers import run_workers
+
+        run_workers(settings)
+        return
     try:
         asyncio.run(run(settings))
     except KeyboardInterrupt:

@@ -1,0 +1,89 @@
+"""`parley serve --workers N`: several processes on one port, one store."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from parley.store.database import open_database
+from parley.store.usage import UsageStore
+from tests.conftest import SCRIPTED_CONFIG, SCRIPTED_MODEL
+from tests.serverproc import ParleyProcess
+
+pytestmark = pytest.mark.e2e
+
+
+def workers_of(server: ParleyProcess) -> list[int]:
+    """The worker processes (not multiprocessing's own resource tracker)."""
+    assert server.proc is not None
+    found = subprocess.run(
+        ["pgrep", "-P", str(server.proc.pid), "-f", "spawn_main"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def wait_for(condition: object, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition never became true")
+
+
+async def send(server: ParleyProcess, count: int) -> list[httpx.Response]:
+    headers = {"x-api-key": server.api_key, "anthropic-version": "2023-06-01"}
+    body = {
+        "model": SCRIPTED_MODEL,
+        "max_tokens": 20,
+        "messages": [{"role": "user", "content": "count: 5"}],
+    }
+    async with httpx.AsyncClient(base_url=server.base_url, headers=headers, timeout=30) as http:
+        return list(
+            await asyncio.gather(*[http.post("/v1/messages", json=body) for _ in range(count)])
+        )
+
+
+def test_workers_share_the_port_and_the_store(tmp_path: Path) -> None:
+    server = ParleyProcess(tmp_path / "data", config=SCRIPTED_CONFIG, args=["--workers", "2"])
+    server.start()
+    try:
+        assert server.logs().count("Parley ready on") == 1
+        assert len(workers_of(server)) == 2
+        replies = asyncio.run(send(server, 40))
+        assert [r.status_code for r in replies] == [200] * 40
+        assert {r.json()["content"][0]["text"] for r in replies} == {"1 2 3 4 5"}
+
+        # A worker that dies is replaced; the port keeps answering meanwhile.
+        first = workers_of(server)[0]
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: len(workers_of(server)) == 2 and first not in workers_of(server))
+        replies = asyncio.run(send(server, 10))
+        assert [r.status_code for r in replies] == [200] * 10
+    finally:
+        server.stop()
+    assert server.proc is not None
+    assert server.proc.returncode == 0
+    assert "Traceback" not in server.logs()
+
+    async def requests_recorded() -> int:
+        database = await open_database(f"sqlite:///{server.data_dir / 'parley.db'}")
+        try:
+            rows = await UsageStore(database).rows()
+        finally:
+            await database.dispose()
+        return sum(r.counts["requests"] for r in rows)
+
+    # Each worker wrote its usage before it stopped (the killed one lost at most its
+    # last flush interval: it had served nothing since the previous flush).
+    assert asyncio.run(requests_recorded()) >= 40
