@@ -37,7 +37,7 @@ LITELLM_DIR := $(PEERS)/litellm
 LITELLM_STAMP := $(LITELLM_DIR)/.installed-$(LITELLM_VERSION)
 
 .PHONY: install run test test-fast lint typecheck check bench bench-tools bench-batches \
-  bench-overhead peers peer-llama-server peer-litellm system-deps clean
+  bench-gateway peers peer-llama-server peer-litellm system-deps clean
 
 install: system-deps $(VENV)/.installed $(SDK0_DIR)/.installed \
   $(NODE_DIR)/node_modules/.installed $(CLAUDE_CODE_DIR)/node_modules/.installed
@@ -102,8 +102,9 @@ bench-tools: install
 bench-batches: install
 	$(BIN)/python bench/batches.py --sizes 10000 100000
 
-bench-overhead: install
-	$(BIN)/python bench/overhead.py
+# Side by side with the peers, each cell round-robin over the servers (see bench/README.md).
+bench-gateway: install $(LITELLM_STAMP)
+	$(BIN)/python bench/gateway.py --litellm $(LITELLM_DIR)/bin/litellm $(BENCH_ARGS)
 
 peers: peer-llama-server peer-litellm
 peer-llama-server: $(LLAMA_SERVER_STAMP)

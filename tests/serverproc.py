@@ -20,6 +20,7 @@ class ParleyProcess:
     data_dir: Path
     config: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)  # more `parley serve` options
     base_url: str = ""
     api_key: str = ""
     proc: subprocess.Popen[bytes] | None = None
@@ -43,6 +44,7 @@ class ParleyProcess:
             config_path = self.data_dir / "parley.toml"
             config_path.write_text(self.config)
             args += ["--config", str(config_path)]
+        args += self.extra_args
         env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
         env.update(self.env)
         # Output goes to files, not pipes: a full pipe would block the server.
