@@ -37,7 +37,7 @@ LITELLM_DIR := $(PEERS)/litellm
 LITELLM_STAMP := $(LITELLM_DIR)/.installed-$(LITELLM_VERSION)
 
 .PHONY: install run test test-fast lint typecheck check bench bench-tools bench-batches \
-  bench-gateway peers peer-llama-server peer-litellm system-deps clean
+  bench-engine bench-gateway peers peer-llama-server peer-litellm system-deps clean
 
 install: system-deps $(VENV)/.installed $(SDK0_DIR)/.installed \
   $(NODE_DIR)/node_modules/.installed $(CLAUDE_CODE_DIR)/node_modules/.installed
@@ -103,6 +103,9 @@ bench-batches: install
 	$(BIN)/python bench/batches.py --sizes 10000 100000
 
 # Side by side with the peers, each cell round-robin over the servers (see bench/README.md).
+bench-engine: install $(LLAMA_SERVER_STAMP)
+	$(BIN)/python bench/engine.py --llama-server $(LLAMA_SERVER) $(BENCH_ARGS)
+
 bench-gateway: install $(LITELLM_STAMP)
 	$(BIN)/python bench/gateway.py --litellm $(LITELLM_DIR)/bin/litellm $(BENCH_ARGS)
 

@@ -261,6 +261,7 @@ def main() -> None:
     )
     parser.add_argument("--litellm", type=Path, default=LITELLM, help="the litellm command")
     parser.add_argument("--litellm-workers", type=int, default=1, help="--num_workers (1)")
+    parser.add_argument("--log-dir", type=Path, help="keep the servers' logs here")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -282,7 +283,8 @@ def main() -> None:
                 f"--parley-workers {args.parley_workers} ignored, one process"
             )
     with tempfile.TemporaryDirectory(prefix="parley-gateway-") as tmp_name:
-        tmp = Path(tmp_name)
+        tmp = Path(args.log_dir or tmp_name)
+        tmp.mkdir(parents=True, exist_ok=True)
         fake = FakeUpstreamProcess(tmp / "fake.log", name="fake").start()
         parley = ParleyProcess(
             tmp / "parley", config=CONFIG.format(model=MODEL, url=fake.url), extra_args=extra
