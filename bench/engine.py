@@ -762,8 +762,12 @@ def main() -> None:
     cells = [all_cells[c] for c in chosen if c in all_cells]
 
     with tempfile.TemporaryDirectory(prefix="parley-engine-") as tmp_name:
-        tmp = Path(args.log_dir or tmp_name)
+        # Parley prints a key only into an empty data dir: a fresh folder every run.
+        tmp = (
+            Path(args.log_dir) / time.strftime("%Y%m%d-%H%M%S") if args.log_dir else Path(tmp_name)
+        )
         tmp.mkdir(parents=True, exist_ok=True)
+        print(f"server logs: {tmp}")
         if cells:
             options = parse_options(args.parley_option, mem=False)
             parley, llama = start_servers(args, tmp, options, args.llama_ctx, "main")

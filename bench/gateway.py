@@ -283,8 +283,12 @@ def main() -> None:
                 f"--parley-workers {args.parley_workers} ignored, one process"
             )
     with tempfile.TemporaryDirectory(prefix="parley-gateway-") as tmp_name:
-        tmp = Path(args.log_dir or tmp_name)
+        # Parley prints a key only into an empty data dir: a fresh folder every run.
+        tmp = (
+            Path(args.log_dir) / time.strftime("%Y%m%d-%H%M%S") if args.log_dir else Path(tmp_name)
+        )
         tmp.mkdir(parents=True, exist_ok=True)
+        print(f"server logs: {tmp}")
         fake = FakeUpstreamProcess(tmp / "fake.log", name="fake").start()
         parley = ParleyProcess(
             tmp / "parley", config=CONFIG.format(model=MODEL, url=fake.url), extra_args=extra

@@ -165,7 +165,7 @@ class LlamaServerProcess:
 
     def command(self, port: int) -> list[str]:
         return [
-            str(self.binary),
+            str(self.binary.absolute()),
             *("-m", str(self.model), "--host", "127.0.0.1", "--port", str(port)),
             *("--api-key", self.api_key, "-a", self.alias),
             *self.args,
@@ -244,7 +244,7 @@ class LiteLLMProcess:
             "LITELLM_TELEMETRY": "False",
             "NO_DOCS": "True",
         }
-        args = [str(self.binary), "--config", str(config), "--host", "127.0.0.1"]
+        args = [str(self.binary.absolute()), "--config", str(config), "--host", "127.0.0.1"]
         args += ["--port", str(port), "--num_workers", str(self.workers)]
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(
