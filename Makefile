@@ -16,8 +16,28 @@ LLAMA_STAMP := .wheels/llama-cpp-python-$(LLAMA_VERSION).built
 # The oldest-generation SDK the end-to-end tests also drive (anthropic-version 2023-06-01).
 SDK0_VERSION := 0.121.0
 
+# Peers for the side-by-side benchmarks (bench/README.md), built on demand into .peers/
+# (ignored) by the bench targets only, never by `install` or `test`.
+PEERS := .peers
+# llama.cpp's llama-server, from the llama.cpp that llama-cpp-python vendors, with the
+# wheel's CPU flags: the same kernels on both sides. The stamp's name carries the version
+# and the flags, so changing LLAMA_CMAKE_ARGS rebuilds it from scratch. Static, so the
+# binary needs nothing from its build folder; no web UI (it would be downloaded).
+LLAMA_SERVER_DIR := $(PEERS)/llama-server
+LLAMA_SERVER := $(LLAMA_SERVER_DIR)/bin/llama-server
+LLAMA_SERVER_CMAKE_ARGS := -DCMAKE_BUILD_TYPE=Release $(LLAMA_CMAKE_ARGS) \
+  -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DBUILD_SHARED_LIBS=OFF \
+  -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF
+LLAMA_SERVER_STAMP := $(LLAMA_SERVER_DIR)/.built-$(LLAMA_VERSION)-$(shell \
+  echo '$(LLAMA_SERVER_CMAKE_ARGS)' | cksum | cut -d' ' -f1)
+LLAMA_SDIST := $(LLAMA_SERVER_DIR)/llama_cpp_python-$(LLAMA_VERSION).tar.gz
+# LiteLLM's proxy (the gateway's peer) in a virtualenv of its own, never a dependency.
+LITELLM_VERSION := 1.108.7
+LITELLM_DIR := $(PEERS)/litellm
+LITELLM_STAMP := $(LITELLM_DIR)/.installed-$(LITELLM_VERSION)
+
 .PHONY: install run test test-fast lint typecheck check bench bench-tools bench-batches \
-  bench-overhead system-deps clean
+  bench-engine bench-gateway peers peer-llama-server peer-litellm system-deps clean
 
 install: system-deps $(VENV)/.installed $(SDK0_DIR)/.installed \
   $(NODE_DIR)/node_modules/.installed $(CLAUDE_CODE_DIR)/node_modules/.installed
@@ -84,8 +104,40 @@ bench-tools: install
 bench-batches: install
 	$(BIN)/python bench/batches.py --sizes 10000 100000
 
-bench-overhead: install
-	$(BIN)/python bench/overhead.py
+# Side by side with the peers, each cell round-robin over the servers (see bench/README.md).
+bench-engine: install $(LLAMA_SERVER_STAMP)
+	$(BIN)/python bench/engine.py --llama-server $(LLAMA_SERVER) $(BENCH_ARGS)
+
+bench-gateway: install $(LITELLM_STAMP)
+	$(BIN)/python bench/gateway.py --litellm $(LITELLM_DIR)/bin/litellm $(BENCH_ARGS)
+
+peers: peer-llama-server peer-litellm
+peer-llama-server: $(LLAMA_SERVER_STAMP)
+peer-litellm: $(LITELLM_STAMP)
+
+$(LLAMA_SDIST):
+	mkdir -p $(LLAMA_SERVER_DIR)
+	$(PYTHON) -m pip download -q llama-cpp-python==$(LLAMA_VERSION) --no-deps \
+	  --no-binary :all: -d $(LLAMA_SERVER_DIR)
+
+$(LLAMA_SERVER_STAMP): $(LLAMA_SDIST) | system-deps
+	rm -rf $(LLAMA_SERVER_DIR)/src $(LLAMA_SERVER_DIR)/build $(LLAMA_SERVER_DIR)/bin \
+	  $(LLAMA_SERVER_DIR)/.built-*
+	mkdir -p $(LLAMA_SERVER_DIR)/src $(LLAMA_SERVER_DIR)/bin
+	tar -xzf $(LLAMA_SDIST) -C $(LLAMA_SERVER_DIR)/src --strip-components=1 \
+	  llama_cpp_python-$(LLAMA_VERSION)/vendor/llama.cpp
+	cmake -S $(LLAMA_SERVER_DIR)/src/vendor/llama.cpp -B $(LLAMA_SERVER_DIR)/build \
+	  $(LLAMA_SERVER_CMAKE_ARGS)
+	cmake --build $(LLAMA_SERVER_DIR)/build --target llama-server -j 2
+	cp $(LLAMA_SERVER_DIR)/build/bin/llama-server $(LLAMA_SERVER)
+	touch $@
+
+$(LITELLM_STAMP):
+	rm -rf $(LITELLM_DIR)
+	$(PYTHON) -m venv $(LITELLM_DIR)
+	$(LITELLM_DIR)/bin/pip install -q --upgrade pip
+	$(LITELLM_DIR)/bin/pip install -q 'litellm[proxy]==$(LITELLM_VERSION)'
+	touch $@
 
 clean:
-	rm -rf $(VENV) .sdk $(NODE_DIR)/node_modules $(CLAUDE_CODE_DIR)/node_modules
+	rm -rf $(VENV) .sdk $(PEERS) $(NODE_DIR)/node_modules $(CLAUDE_CODE_DIR)/node_modules

@@ -1,4 +1,4 @@
-"""A scripted OpenAI-compatible Chat Completions server, for tests and bench/overhead.py.
+"""A scripted OpenAI-compatible Chat Completions server, for tests and bench/gateway.py.
 
 The last user message steers it, one directive a line:
 

@@ -1,0 +1,324 @@
+"""Side by side: the gateway path. An instant fake upstream called directly, through
+Parley and through LiteLLM's proxy.
+
+Starts the scripted OpenAI-compatible server from tests/upstream/fake_openai.py (it
+answers at once: a nine-word reply, no delay between chunks), a `parley serve` whose
+one model has that server as its `openai` backend, and LiteLLM's proxy (installed by
+`make peer-litellm` into .peers/litellm; `hosted_vllm/<model>` on the same server, one
+worker, master key, no database). Then, for plain and streamed requests at each
+concurrency, the same client sends the same Anthropic-in work to Parley and LiteLLM
+(`POST /v1/messages`) and the equivalent OpenAI chat request straight to the fake
+(`POST /v1/chat/completions`), round-robin over the three, and prints requests/s and
+latency p50/p99 for each, Parley's added p50 over direct, and Parley/LiteLLM ratios,
+with the load average. Run from the repository root:
+
+    .venv/bin/python bench/gateway.py [--requests N] [--rounds R] [--concurrency 1,16,64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # for bench.peers, tests.serverproc and the fake upstream
+
+import httpx  # noqa: E402
+
+from bench.peers import (  # noqa: E402
+    LITELLM,
+    LiteLLMProcess,
+    fmt,
+    free_port,
+    load_avg,
+    machine,
+    rotations,
+)
+from tests.serverproc import ParleyProcess  # noqa: E402
+from tests.upstream.procs import FakeUpstreamProcess  # noqa: E402
+
+MODEL = "bench-up"
+PROMPT = "say: The quick brown fox jumps over the lazy dog."
+TARGETS = ("direct", "parley", "litellm")
+# Limits far above what the run sends: the limiter still runs, it never refuses.
+CONFIG = """
+[tiers.default]
+requests_per_minute = 100000000
+input_tokens_per_minute = 1000000000
+output_tokens_per_minute = 1000000000
+
+[[models]]
+id = "{model}"
+context_window = 8192
+max_output_tokens = 256
+
+[[models.backends]]
+engine = "openai"
+base_url = "{url}"
+model = "fake"
+"""
+
+
+@dataclass
+class Result:
+    requests: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+
+def percentile_ms(latencies: list[float], q: int) -> float:
+    return statistics.quantiles(latencies, n=100, method="inclusive")[q - 1] * 1000
+
+
+Send = Callable[[httpx.AsyncClient], Awaitable[None]]
+
+
+async def load(send: Send, concurrency: int, total: int) -> Result:
+    """`total` requests by `concurrency` workers, on connections of their own: a pool
+    kept from an earlier cell would hold connections the server has closed since."""
+    latencies: list[float] = []
+    remaining = total
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            started = time.perf_counter()
+            await send(client)
+            latencies.append(time.perf_counter() - started)
+
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        return Result(total, time.perf_counter() - started, latencies)
+
+
+def sender(url: str, body: dict[str, Any], headers: dict[str, str], marker: bytes) -> Send:
+    async def send(client: httpx.AsyncClient) -> None:
+        async with client.stream("POST", url, json=body, headers=headers) as response:
+            data = await response.aread()
+        if response.status_code != 200 or marker not in data:
+            raise RuntimeError(f"unexpected answer {response.status_code}: {data[:300]!r}")
+
+    return send
+
+
+def senders(bases: dict[str, tuple[str, str]], stream: bool) -> dict[str, Send]:
+    """The same work for each target: an OpenAI chat request to the fake itself, the
+    Anthropic Messages request to the gateways. `bases` maps a target to (URL, key)."""
+    out: dict[str, Send] = {}
+    for name, (base, key) in bases.items():
+        if name == "direct":
+            out[name] = sender(
+                f"{base}/chat/completions",
+                {
+                    "model": "fake",
+                    "max_tokens": 64,
+                    "stream": stream,
+                    "messages": [{"role": "user", "content": PROMPT}],
+                },
+                {},
+                b"[DONE]" if stream else b"chat.completion",
+            )
+        else:
+            out[name] = sender(
+                f"{base}/v1/messages",
+                {
+                    "model": MODEL,
+                    "max_tokens": 64,
+                    "stream": stream,
+                    "messages": [{"role": "user", "content": PROMPT}],
+                },
+                {"x-api-key": key, "anthropic-version": "2023-06-01"},
+                b"message_stop" if stream else b"lazy dog.",
+            )
+    return out
+
+
+@dataclass
+class Row:
+    mode: str
+    concurrency: int
+    runs: dict[str, list[Result]]
+    load: str
+
+    def rps(self, name: str) -> float:
+        return statistics.median(r.rps for r in self.runs[name])
+
+    def latencies(self, name: str) -> list[float]:
+        return [x for r in self.runs[name] for x in r.latencies]
+
+    def p50(self, name: str) -> float:
+        return percentile_ms(self.latencies(name), 50)
+
+    def p99(self, name: str) -> float:
+        return percentile_ms(self.latencies(name), 99)
+
+
+async def measure(
+    bases: dict[str, tuple[str, str]], levels: list[int], requests: int, rounds: int
+) -> list[Row]:
+    rows: list[Row] = []
+    names = list(bases)
+    for stream in (False, True):
+        sends = senders(bases, stream)
+        mode = "stream" if stream else "plain"
+        for concurrency in levels:
+            start_load = load_avg()
+            # Warm every path (imports, caches, the database, connections) first.
+            for name in names:
+                await load(sends[name], concurrency, concurrency * 2)
+            runs: dict[str, list[Result]] = {name: [] for name in names}
+            for order in rotations(names, rounds):
+                for name in order:
+                    runs[name].append(await load(sends[name], concurrency, requests))
+            rows.append(Row(mode, concurrency, runs, f"{start_load} -> {load_avg()}"))
+            figures = "  ".join(f"{n} {rows[-1].rps(n):7.1f}" for n in names)
+            print(f"  {mode:6} c={concurrency:<3} req/s: {figures}  load {rows[-1].load}")
+    return rows
+
+
+def report(rows: list[Row], names: list[str]) -> None:
+    short = {"direct": "dir", "parley": "par", "litellm": "lite"}
+    cols = [short[n] for n in names]
+    gateways = [n for n in names if n != "direct"]
+
+    def group(suffix: str) -> str:
+        return " ".join(f"{c + suffix:>8}" for c in cols)
+
+    head = (
+        f"{'mode':6} {'conc':>4} | {group(' r/s')} | {group(' p50')} | {group(' p99')} | "
+        + " ".join(f"{short[g] + ' +p50':>9}" for g in gateways)
+        + (f" | {'par/lite r/s':>12} {'lite/par p50':>12}" if len(gateways) == 2 else "")
+        + " | load (1/5/15 min) start -> end"
+    )
+    print()
+    print(
+        "requests/s: median over rounds; latencies in ms over all rounds' requests; "
+        "+p50 = p50 - direct p50;\npar/lite r/s > 1 and lite/par p50 > 1 mean Parley is faster"
+    )
+    print(head)
+    print("-" * len(head))
+    for row in rows:
+        line = (
+            f"{row.mode:6} {row.concurrency:>4} | "
+            + " ".join(f"{row.rps(n):>8.1f}" for n in names)
+            + " | "
+            + " ".join(f"{row.p50(n):>8.2f}" for n in names)
+            + " | "
+            + " ".join(f"{row.p99(n):>8.2f}" for n in names)
+            + " | "
+        )
+        if "direct" in names:
+            line += " ".join(f"{row.p50(g) - row.p50('direct'):>9.2f}" for g in gateways)
+        else:
+            line += " ".join(f"{'-':>9}" for _ in gateways)
+        if len(gateways) == 2:
+            line += (
+                f" | {fmt(row.rps('parley') / row.rps('litellm'), 2):>12} "
+                f"{fmt(row.p50('litellm') / row.p50('parley'), 2):>12}"
+            )
+        print(line + f" | {row.load}")
+
+
+def workers_flag_supported() -> bool:
+    """Whether this `parley serve` takes --workers (issue 14 adds it)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "parley", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return "--workers" in out.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=200, help="per run (default 200)")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per target (default 3)")
+    parser.add_argument("--concurrency", default="1,16,64", help="levels (default 1,16,64)")
+    parser.add_argument("--targets", default=",".join(TARGETS), help="of direct,parley,litellm")
+    parser.add_argument(
+        "--parley-workers",
+        type=int,
+        default=None,
+        help="pass `--workers N` to `parley serve` (when it has that option)",
+    )
+    parser.add_argument("--litellm", type=Path, default=LITELLM, help="the litellm command")
+    parser.add_argument("--litellm-workers", type=int, default=1, help="--num_workers (1)")
+    parser.add_argument("--log-dir", type=Path, help="keep the servers' logs here")
+    args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    levels = [int(c) for c in args.concurrency.split(",")]
+    names = [n.strip() for n in args.targets.split(",") if n.strip()]
+    if set(names) - set(TARGETS) or not names or args.rounds < 1 or args.requests < 2:
+        parser.error("bad --targets, --rounds or --requests")
+
+    print(f"machine: {machine()}")
+    print(f"load average at start (1/5/15 min): {load_avg()}")
+    extra: list[str] = []
+    if args.parley_workers is not None:
+        if workers_flag_supported():
+            # Several processes on one port: a fixed port, not 0 (which each would pick).
+            extra = ["--workers", str(args.parley_workers), "--port", str(free_port())]
+            print(f"parley: --workers {args.parley_workers}")
+        else:
+            print(
+                f"parley: `parley serve --help` lists no --workers option here: "
+                f"--parley-workers {args.parley_workers} ignored, one process"
+            )
+    with tempfile.TemporaryDirectory(prefix="parley-gateway-") as tmp_name:
+        # Parley prints a key only into an empty data dir: a fresh folder every run.
+        tmp = (
+            Path(args.log_dir) / time.strftime("%Y%m%d-%H%M%S") if args.log_dir else Path(tmp_name)
+        )
+        tmp.mkdir(parents=True, exist_ok=True)
+        print(f"server logs: {tmp}")
+        fake = FakeUpstreamProcess(tmp / "fake.log", name="fake").start()
+        parley = ParleyProcess(
+            tmp / "parley", config=CONFIG.format(model=MODEL, url=fake.url), args=extra
+        )
+        litellm = LiteLLMProcess(
+            args.litellm, tmp / "litellm", MODEL, fake.url, workers=args.litellm_workers
+        )
+        try:
+            bases: dict[str, tuple[str, str]] = {}
+            for name in names:
+                started = time.perf_counter()
+                if name == "direct":
+                    bases[name] = (fake.url, "")
+                elif name == "parley":
+                    parley.start()
+                    bases[name] = (parley.base_url, parley.api_key)
+                else:
+                    litellm.start()
+                    bases[name] = (litellm.base_url, litellm.master_key)
+                took = time.perf_counter() - started
+                print(f"{name}: {bases[name][0]}  ({took:.1f} s to start)")
+            print(f"{args.requests} requests per run, {args.rounds} rounds per cell\n")
+            rows = asyncio.run(measure(bases, levels, args.requests, args.rounds))
+        finally:
+            parley.stop()
+            litellm.stop()
+            fake.stop()
+    report(rows, names)
+    print(f"\nload average at end: {load_avg()}")
+
+
+if __name__ == "__main__":
+    main()
