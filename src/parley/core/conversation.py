@@ -1,13 +1,27 @@
 """Messages rules beyond the schema (api-spec §5.2, §5.3) and the neutral request.
 
 Content blocks become neutral parts: text, images (decoded, checked, fetched when
-the server allows URLs), the assistant's tool calls and the user's tool results.
-What the model cannot read is refused with a 400 that names it, never dropped.
+the server allows URLs), documents (read into text), the assistant's tool calls and
+the user's tool results. Sources held elsewhere (a `file_id`, a URL) are read
+through the protocols of `core.file_sources`, whose IO lives in the pipeline. What
+the model cannot read is refused with a 400 that names it, never dropped.
 """
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
+
+from parley.core.documents import decode_base64_pdf, pdf_pages, plain_text
+from parley.core.file_sources import (
+    DocumentFetch,
+    FileRead,
+    file_sources_refused,
+    wrong_file_type,
+)
 from parley.core.generation import (
+    DocumentKind,
+    DocumentPart,
     EngineCapabilities,
     GenerationRequest,
     ImagePart,
@@ -19,14 +33,25 @@ from parley.core.generation import (
     ToolResult,
     Turn,
 )
-from parley.core.images import ImageFetch, decode_base64_image, url_images_refused
+from parley.core.images import (
+    MAX_BASE64_BYTES,
+    ImageFetch,
+    check_image_bytes,
+    decode_base64_image,
+    image_part,
+    url_images_refused,
+)
 from parley.core.tool_pairing import check_tool_pairing
 from parley.core.tools import tool_choice, tool_specs
 from parley.errors import InvalidRequestError
 from parley.protocol.content import (
     Base64ImageSource,
+    Base64PDFSource,
+    ContentBlockSource,
     DocumentBlockParam,
+    FileDocumentSource,
     ImageBlockParam,
+    PlainTextSource,
     RedactedThinkingBlockParam,
     TextBlockParam,
     ThinkingBlockParam,
@@ -35,6 +60,16 @@ from parley.protocol.content import (
     URLImageSource,
 )
 from parley.protocol.requests import CountTokensParams, MessageCreateParams, MessageParam
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where sources held outside the request are read from; None: not on this server
+    (such a source is a 400 that says so)."""
+
+    images: ImageFetch | None = None
+    documents: DocumentFetch | None = None
+    files: FileRead | None = None
 
 
 def _system_text(system: str | list[TextBlockParam] | None) -> str | None:
@@ -53,13 +88,14 @@ class _Reader:
         self,
         model: str,
         capabilities: EngineCapabilities,
-        images: ImageFetch | None,
+        sources: Sources,
         names: dict[str, str],
     ) -> None:
         self._model = model
         self._capabilities = capabilities
-        self._images = images
+        self._sources = sources
         self._names = names
+        self._documents = 0  # documents read so far: the next one's document_index
 
     async def parts(self, message: MessageParam, i: int) -> tuple[Part, ...]:
         if isinstance(message.content, str):
@@ -78,7 +114,7 @@ class _Reader:
             elif isinstance(block, ImageBlockParam):
                 parts.append(await self._image(block, path))
             elif isinstance(block, DocumentBlockParam):
-                parts.append(self._document(block, path))
+                parts.append(await self._document(block, path))
         return tuple(parts)
 
     def _text(self, block: TextBlockParam) -> TextPart:
@@ -87,7 +123,7 @@ class _Reader:
         return TextPart(block.text)
 
     async def _tool_result(self, block: ToolResultBlockParam, path: str) -> ToolResult:
-        content: list[TextPart | ImagePart] = []
+        content: list[TextPart | ImagePart | DocumentPart] = []
         if isinstance(block.content, str):
             content = [TextPart(block.content)] if block.content else []
         elif block.content is not None:
@@ -98,7 +134,7 @@ class _Reader:
                 elif isinstance(inner, ImageBlockParam):
                     content.append(await self._image(inner, inner_path))
                 else:
-                    content.append(self._document(inner, inner_path))
+                    content.append(await self._document(inner, inner_path))
         name = self._names.get(block.tool_use_id, "")
         return ToolResult(block.tool_use_id, name, tuple(content), bool(block.is_error))
 
@@ -111,32 +147,121 @@ class _Reader:
                 source.data, source.media_type, f"{path}.image.source.base64"
             )
         if isinstance(source, URLImageSource):
-            if self._images is None:
+            if self._sources.images is None:
                 raise url_images_refused(f"{path}.image.source.url")
-            return await self._images.fetch(source.url, f"{path}.image.source.url")
-        raise InvalidRequestError(
-            f"{path}.image.source.file: file sources need the Files API, which this "
-            "server does not provide"
+            return await self._sources.images.fetch(source.url, f"{path}.image.source.url")
+        file_path = f"{path}.image.source.file"
+        if self._sources.files is None:
+            raise file_sources_refused(file_path)
+        file = await self._sources.files.read(source.file_id, file_path)
+        if not file.mime_type.startswith("image/"):
+            raise wrong_file_type(file_path, file, "image")
+        # The inline limit, held to the file's bytes (api-spec §5.3).
+        if len(file.data) > MAX_BASE64_BYTES:
+            raise InvalidRequestError(
+                f"{file_path}: image exceeds 5 MB maximum: {len(file.data)} bytes > "
+                f"{MAX_BASE64_BYTES} bytes"
+            )
+        return image_part(file.data, check_image_bytes(file.data, file.mime_type, file_path))
+
+    async def _document(self, block: DocumentBlockParam, path: str) -> DocumentPart:
+        if block.cites and not self._capabilities.citations:
+            raise InvalidRequestError(
+                f"{path}.document.citations: model {self._model} does not support citations; "
+                "send the document without `citations`, or use a model that cites"
+            )
+        kind, chunks, pdf, file_id = await self._read_source(block, path)
+        index = self._documents
+        self._documents += 1
+        return DocumentPart(
+            kind=kind,
+            chunks=chunks,
+            index=index,
+            title=block.title,
+            context=block.context,
+            citations=block.cites,
+            file_id=file_id,
+            pdf=pdf,
         )
 
-    def _document(self, block: DocumentBlockParam, path: str) -> TextPart:
+    async def _read_source(
+        self, block: DocumentBlockParam, path: str
+    ) -> tuple[DocumentKind, tuple[str, ...], bytes | None, str | None]:
+        """The document's kind, its chunks (see `DocumentPart`), a PDF's bytes, and the
+        file it came from."""
         source = block.source
-        if source.get("type") == "text" and isinstance(source.get("data"), str):
-            return TextPart(str(source["data"]))
-        raise InvalidRequestError(f"{path}: model {self._model} only reads plain-text documents.")
+        if isinstance(source, PlainTextSource):
+            return "text", (source.data,), None, None
+        if isinstance(source, ContentBlockSource):
+            return (
+                "content",
+                self._content_chunks(source, f"{path}.document.source.content"),
+                None,
+                None,
+            )
+        if isinstance(source, Base64PDFSource):
+            # Observed paths name PDF sources `pdf`: `messages.0.content.0.pdf.source.base64.data`.
+            pdf_path = f"{path}.pdf.source.base64"
+            data = decode_base64_pdf(source.data, pdf_path)
+            return "pdf", await _read_pdf(data, f"{pdf_path}.data"), data, None
+        if isinstance(source, FileDocumentSource):
+            return await self._file_document(source.file_id, f"{path}.document.source.file")
+        url_path = f"{path}.document.source.url"
+        if self._sources.documents is None:
+            raise InvalidRequestError(
+                f"{url_path}: this server does not fetch documents from URLs; send the PDF "
+                "as a base64 source or upload it with the Files API instead"
+            )
+        data = await self._sources.documents.fetch_document(source.url, url_path)
+        return "pdf", await _read_pdf(data, url_path), data, None
+
+    async def _file_document(
+        self, file_id: str, path: str
+    ) -> tuple[DocumentKind, tuple[str, ...], bytes | None, str | None]:
+        if self._sources.files is None:
+            raise file_sources_refused(path)
+        file = await self._sources.files.read(file_id, path)
+        if file.mime_type == "application/pdf":
+            return "pdf", await _read_pdf(file.data, path), file.data, file.id
+        if file.mime_type == "text/plain":
+            return "text", (plain_text(file.data, path),), None, file.id
+        raise wrong_file_type(path, file, "document")
+
+    def _content_chunks(self, source: ContentBlockSource, path: str) -> tuple[str, ...]:
+        if isinstance(source.content, str):
+            if not source.content:
+                raise InvalidRequestError("messages: text content blocks must be non-empty")
+            return (source.content,)
+        chunks: list[str] = []
+        for k, inner in enumerate(source.content):
+            if isinstance(inner, ImageBlockParam):
+                # Parley reads a content document as text; an image in it would be lost.
+                raise InvalidRequestError(
+                    f"{path}.{k}: images inside a content document are not supported by "
+                    "this server; send the image as an image block beside the document"
+                )
+            chunks.append(self._text(inner).text)
+        if not chunks:
+            raise InvalidRequestError(f"{path}: a content document needs at least one block")
+        return tuple(chunks)
+
+
+async def _read_pdf(data: bytes, path: str) -> tuple[str, ...]:
+    # Parsing a large PDF takes a while: off the event loop, so other requests go on.
+    return await asyncio.to_thread(pdf_pages, data, path)
 
 
 async def build_turns(
     messages: list[MessageParam],
     model: str,
     capabilities: EngineCapabilities,
-    images: ImageFetch | None = None,
+    sources: Sources | None = None,
 ) -> tuple[Turn, ...]:
     if not messages:
         raise InvalidRequestError("messages: at least one message is required")
     if messages[0].role != "user":
         raise InvalidRequestError('messages: first message must use the "user" role')
-    reader = _Reader(model, capabilities, images, check_tool_pairing(messages))
+    reader = _Reader(model, capabilities, sources or Sources(), check_tool_pairing(messages))
     turns: list[Turn] = []
     last = len(messages) - 1
     for i, message in enumerate(messages):
@@ -164,13 +289,13 @@ async def build_turns(
 async def generation_request(
     params: MessageCreateParams,
     capabilities: EngineCapabilities,
-    images: ImageFetch | None = None,
+    sources: Sources | None = None,
 ) -> GenerationRequest:
     tools = tool_specs(params.tools, capabilities, params.model)
     return GenerationRequest(
         model=params.model,
         system=_system_text(params.system),
-        turns=await build_turns(params.messages, params.model, capabilities, images),
+        turns=await build_turns(params.messages, params.model, capabilities, sources),
         max_tokens=params.max_tokens,
         stop_sequences=tuple(s for s in params.stop_sequences or () if s),
         sampling=Sampling(
@@ -186,13 +311,13 @@ async def generation_request(
 async def counting_request(
     params: CountTokensParams,
     capabilities: EngineCapabilities,
-    images: ImageFetch | None = None,
+    sources: Sources | None = None,
 ) -> GenerationRequest:
     tools = tool_specs(params.tools, capabilities, params.model)
     return GenerationRequest(
         model=params.model,
         system=_system_text(params.system),
-        turns=await build_turns(params.messages, params.model, capabilities, images),
+        turns=await build_turns(params.messages, params.model, capabilities, sources),
         max_tokens=0,
         tools=tools,
         tool_choice=tool_choice(params.tool_choice, tools),

@@ -9,11 +9,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
+from parley.core.citations import wire_citation
 from parley.core.content_blocks import BlockWriter
 from parley.core.generation import (
+    CitationChunk,
     EngineEvent,
     Finished,
     GenerationRequest,
+    TextBlockStart,
     TextChunk,
     ToolCallStart,
 )
@@ -109,6 +112,15 @@ class MessageStream:
                         stop_reason, stop_sequence = "stop_sequence", fed.sequence
                         break
                     for out in blocks.text(fed):
+                        yield out
+                elif isinstance(event, TextBlockStart):
+                    # Held-back text belongs to the block before the split.
+                    for out in blocks.text(matcher.flush()):
+                        yield out
+                    for out in blocks.close():
+                        yield out
+                elif isinstance(event, CitationChunk):
+                    for out in blocks.citation(wire_citation(event.citation)):
                         yield out
                 elif isinstance(event, ToolCallStart):
                     if request.tool_choice.mode == "none":
