@@ -108,7 +108,8 @@ def render_prompt(request: GenerationRequest) -> str:
 @dataclass
 class Script:
     text: str = ""
-    cited: list[Citation] = field(default_factory=list)  # blocks quoting a document
+    # Blocks quoting a document: the quote, and where it is cited from.
+    cited: list[tuple[str, Citation]] = field(default_factory=list)
     calls: list[tuple[str, str]] = field(default_factory=list)  # (name, input JSON)
     failure: Exception | None = None
 
@@ -182,9 +183,9 @@ _Scripted = TextChunk | TextBlockStart | CitationChunk | ToolCallStart | ToolInp
 
 def _events(script: Script) -> list[_Scripted]:
     events: list[_Scripted] = [TextChunk(token, 0) for token in tokenize(script.text)]
-    for citation in script.cited:
+    for quote, citation in script.cited:
         events += [TextBlockStart(0), CitationChunk(citation, 0)]
-        events += [TextChunk(token, 0) for token in tokenize(citation.cited_text)]
+        events += [TextChunk(token, 0) for token in tokenize(quote)]
     for name, input_json in script.calls:
         events.append(ToolCallStart(name, 0))
         events += [ToolInputChunk(word, 0) for word in tokenize(input_json)]
@@ -227,13 +228,14 @@ def write_script(request: GenerationRequest) -> Script:
     return script
 
 
-def _citation(request: GenerationRequest, quote: str) -> Citation:
-    citation = find_citation(request.documents, quote.strip())
+def _citation(request: GenerationRequest, quote: str) -> tuple[str, Citation]:
+    quote = quote.strip()
+    citation = find_citation(request.documents, quote)
     if citation is None:
         raise InvalidRequestError(
-            f"scripted engine: no document with citations enabled contains {quote.strip()!r}"
+            f"scripted engine: no document with citations enabled contains {quote!r}"
         )
-    return citation
+    return quote, citation
 
 
 def _calls(request: GenerationRequest, lines: list[str]) -> list[tuple[str, str]]:

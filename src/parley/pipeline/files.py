@@ -142,9 +142,8 @@ class FileService:
     # --- the API ------------------------------------------------------------------
 
     async def upload(self, key_id: str, declared_size: int | None) -> Upload:
-        """Start an upload; refused at once when its declared size cannot fit."""
-        if declared_size is not None and declared_size > self.limits.max_bytes:
-            raise RequestTooLargeError(TOO_LARGE)
+        """Start an upload (`declared_size`: the body's Content-Length, framing
+        included, which the edge has already held to the size limit)."""
         used = await self.records.used_bytes(key_id, self.now())
         # A key already at its quota is refused before a byte is read; otherwise `write`
         # checks the file's own size (the body also holds the multipart framing).
