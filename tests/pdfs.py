@@ -30,9 +30,11 @@ def pdf_bytes(*pages: str) -> bytes:
     for text in pages:
         page = writer.add_blank_page(width=612, height=792)
         lines = text.split("\n")
-        body = "BT /F1 12 Tf 72 720 Td 14 TL " + " ".join(
-            f"({_escape(line)}) Tj T*" for line in lines
-        ) + " ET"
+        body = (
+            "BT /F1 12 Tf 72 720 Td 14 TL "
+            + " ".join(f"({_escape(line)}) Tj T*" for line in lines)
+            + " ET"
+        )
         stream = DecodedStreamObject()
         stream.set_data(body.encode("latin-1"))
         page[NameObject("/Contents")] = writer._add_object(stream)
