@@ -48,12 +48,20 @@ def _units(doc: DocumentPart, start: int, end: int) -> tuple[int, int]:
     return first, max(first, last)
 
 
-def wire_citation(citation: Citation) -> WireCitation:
+def wire_citation(
+    citation: Citation, documents: tuple[DocumentPart, ...] = ()
+) -> WireCitation:
+    """The API's citation object. A citation of a document that came from the Files
+    API names its file, whoever made the citation (an upstream knows nothing of
+    Parley's file ids: it was sent the file's content)."""
+    file_id = citation.file_id
+    if file_id is None and 0 <= citation.document_index < len(documents):
+        file_id = documents[citation.document_index].file_id
     common = {
         "cited_text": citation.cited_text,
         "document_index": citation.document_index,
         "document_title": citation.document_title,
-        "file_id": citation.file_id,
+        "file_id": file_id,
     }
     if citation.kind == "char_location":
         return CharLocation(start_char_index=citation.start, end_char_index=citation.end, **common)

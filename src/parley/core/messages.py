@@ -91,6 +91,7 @@ class MessageStream:
         blocks = BlockWriter(self.message.content, self._check_call)
         stop_reason: StopReason = "max_tokens"
         stop_sequence: str | None = None
+        documents = request.documents
 
         if request.max_tokens > 0:
             async for event in source:
@@ -120,7 +121,8 @@ class MessageStream:
                     for out in blocks.close():
                         yield out
                 elif isinstance(event, CitationChunk):
-                    for out in blocks.citation(wire_citation(event.citation)):
+                    cited = wire_citation(event.citation, documents)
+                    for out in blocks.citation(cited):
                         yield out
                 elif isinstance(event, ToolCallStart):
                     if request.tool_choice.mode == "none":
