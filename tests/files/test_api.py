@@ -199,3 +199,28 @@ async def test_both_versions_and_the_beta_header(
     async with asgi_client(services, headers) as http:
         response = await upload(http, b"either way")
         assert response.status_code == 200, response.text
+
+
+async def test_list_query_errors(client: httpx.AsyncClient) -> None:
+    cases = [
+        (
+            [("ids", "file_a"), ("limit", "2")],
+            "ids: cannot be used together with `page` or `limit`",
+        ),
+        (
+            [("ids", ",".join(f"file_{i}" for i in range(101)))],
+            "ids: at most 100 ids may be given, got 101",
+        ),
+        ([("page", "nonsense")], "page: nonsense is not a page cursor this API returned"),
+        ([("limit", "0")], "limit: Input should be greater than or equal to 1"),
+        (
+            [("after_id", "a"), ("before_id", "b")],
+            "after_id: cannot be used together with before_id",
+        ),
+    ]
+    for params, message in cases:
+        response = await client.get("/v1/files", params=params)
+        assert response.status_code == 400, params
+        assert response.json()["error"]["message"] == message
+    unknown = await client.get("/v1/files", params={"after_id": "file_nobody"})
+    assert unknown.status_code == 404
