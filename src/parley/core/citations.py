@@ -48,9 +48,7 @@ def _units(doc: DocumentPart, start: int, end: int) -> tuple[int, int]:
     return first, max(first, last)
 
 
-def wire_citation(
-    citation: Citation, documents: tuple[DocumentPart, ...] = ()
-) -> WireCitation:
+def wire_citation(citation: Citation, documents: tuple[DocumentPart, ...] = ()) -> WireCitation:
     """The API's citation object. A citation of a document that came from the Files
     API names its file, whoever made the citation (an upstream knows nothing of
     Parley's file ids: it was sent the file's content)."""
