@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import anthropic
 import pytest
 
+from tests.e2e.test_python_sdk0 import SDK0_PATH, SDK0_VERSION
 from tests.pdfs import pdf_bytes
 from tests.serverproc import ParleyProcess
 
@@ -152,3 +154,30 @@ def test_typescript_beta_files(
     assert results["delete"]["deleted"] == {"id": meta["id"], "type": "file_deleted"}
     gone = results["retrieveDeleted"]
     assert (gone["ok"], gone["status"], gone["type"]) == (False, 404, "not_found_error")
+
+
+def test_python_sdk0_beta_files(scripted_server: ParleyProcess) -> None:
+    if not (SDK0_PATH / "anthropic").is_dir():
+        pytest.fail(f"the 0.x SDK is not installed in {SDK0_PATH} (run `make install`)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    env["PYTHONPATH"] = str(SDK0_PATH)
+    script = Path(__file__).with_name("sdk0_files_client.py")
+    done = subprocess.run(
+        [sys.executable, str(script), scripted_server.base_url, scripted_server.api_key],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    assert results["sdk_version"] == SDK0_VERSION
+    uploaded = results["uploaded"]
+    # The 0.x pager follows `after_id=<last_id>` one file at a time, newest first.
+    listed = [i for i in results["listed"] if i in uploaded]
+    assert listed == uploaded[::-1]
+    assert results["metadata"]["mime_type"] == "text/plain"
+    assert results["metadata"]["downloadable"] is False
+    assert results["download"]["status"] == 400
+    assert results["deleted"] == [{"id": i, "type": "file_deleted"} for i in uploaded]
