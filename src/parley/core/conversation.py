@@ -9,10 +9,9 @@ the model cannot read is refused with a 400 that names it, never dropped.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
-from parley.core.documents import decode_base64_pdf, pdf_pages, plain_text
+from parley.core.document_blocks import read_document
 from parley.core.file_sources import (
     DocumentFetch,
     FileRead,
@@ -20,7 +19,6 @@ from parley.core.file_sources import (
     wrong_file_type,
 )
 from parley.core.generation import (
-    DocumentKind,
     DocumentPart,
     EngineCapabilities,
     GenerationRequest,
@@ -46,12 +44,8 @@ from parley.core.tools import tool_choice, tool_specs
 from parley.errors import InvalidRequestError
 from parley.protocol.content import (
     Base64ImageSource,
-    Base64PDFSource,
-    ContentBlockSource,
     DocumentBlockParam,
-    FileDocumentSource,
     ImageBlockParam,
-    PlainTextSource,
     RedactedThinkingBlockParam,
     TextBlockParam,
     ThinkingBlockParam,
@@ -165,90 +159,17 @@ class _Reader:
         return image_part(file.data, check_image_bytes(file.data, file.mime_type, file_path))
 
     async def _document(self, block: DocumentBlockParam, path: str) -> DocumentPart:
-        if block.cites and not self._capabilities.citations:
-            raise InvalidRequestError(
-                f"{path}.document.citations: model {self._model} does not support citations; "
-                "send the document without `citations`, or use a model that cites"
-            )
-        kind, chunks, pdf, file_id = await self._read_source(block, path)
         index = self._documents
         self._documents += 1
-        return DocumentPart(
-            kind=kind,
-            chunks=chunks,
-            index=index,
-            title=block.title,
-            context=block.context,
-            citations=block.cites,
-            file_id=file_id,
-            pdf=pdf,
+        return await read_document(
+            block,
+            path,
+            index,
+            model=self._model,
+            capabilities=self._capabilities,
+            urls=self._sources.documents,
+            files=self._sources.files,
         )
-
-    async def _read_source(
-        self, block: DocumentBlockParam, path: str
-    ) -> tuple[DocumentKind, tuple[str, ...], bytes | None, str | None]:
-        """The document's kind, its chunks (see `DocumentPart`), a PDF's bytes, and the
-        file it came from."""
-        source = block.source
-        if isinstance(source, PlainTextSource):
-            return "text", (source.data,), None, None
-        if isinstance(source, ContentBlockSource):
-            return (
-                "content",
-                self._content_chunks(source, f"{path}.document.source.content"),
-                None,
-                None,
-            )
-        if isinstance(source, Base64PDFSource):
-            # Observed paths name PDF sources `pdf`: `messages.0.content.0.pdf.source.base64.data`.
-            pdf_path = f"{path}.pdf.source.base64"
-            data = decode_base64_pdf(source.data, pdf_path)
-            return "pdf", await _read_pdf(data, f"{pdf_path}.data"), data, None
-        if isinstance(source, FileDocumentSource):
-            return await self._file_document(source.file_id, f"{path}.document.source.file")
-        url_path = f"{path}.document.source.url"
-        if self._sources.documents is None:
-            raise InvalidRequestError(
-                f"{url_path}: this server does not fetch documents from URLs; send the PDF "
-                "as a base64 source or upload it with the Files API instead"
-            )
-        data = await self._sources.documents.fetch_document(source.url, url_path)
-        return "pdf", await _read_pdf(data, url_path), data, None
-
-    async def _file_document(
-        self, file_id: str, path: str
-    ) -> tuple[DocumentKind, tuple[str, ...], bytes | None, str | None]:
-        if self._sources.files is None:
-            raise file_sources_refused(path)
-        file = await self._sources.files.read(file_id, path)
-        if file.mime_type == "application/pdf":
-            return "pdf", await _read_pdf(file.data, path), file.data, file.id
-        if file.mime_type == "text/plain":
-            return "text", (plain_text(file.data, path),), None, file.id
-        raise wrong_file_type(path, file, "document")
-
-    def _content_chunks(self, source: ContentBlockSource, path: str) -> tuple[str, ...]:
-        if isinstance(source.content, str):
-            if not source.content:
-                raise InvalidRequestError("messages: text content blocks must be non-empty")
-            return (source.content,)
-        chunks: list[str] = []
-        for k, inner in enumerate(source.content):
-            if isinstance(inner, ImageBlockParam):
-                # Parley reads a content document as text; an image in it would be lost.
-                raise InvalidRequestError(
-                    f"{path}.{k}: images inside a content document are not supported by "
-                    "this server; send the image as an image block beside the document"
-                )
-            chunks.append(self._text(inner).text)
-        if not chunks:
-            raise InvalidRequestError(f"{path}: a content document needs at least one block")
-        return tuple(chunks)
-
-
-async def _read_pdf(data: bytes, path: str) -> tuple[str, ...]:
-    # Parsing a large PDF takes a while: off the event loop, so other requests go on.
-    return await asyncio.to_thread(pdf_pages, data, path)
 
 
 async def build_turns(
