@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from parley.errors import InvalidRequestError
 from parley.services import Services
 from tests.conftest import asgi_client, old_sdk_headers, running_app, scripted_settings
 from tests.pdfs import pdf_bytes
@@ -224,3 +225,23 @@ async def test_list_query_errors(client: httpx.AsyncClient) -> None:
         assert response.json()["error"]["message"] == message
     unknown = await client.get("/v1/files", params={"after_id": "file_nobody"})
     assert unknown.status_code == 404
+
+
+async def test_the_quota_is_checked_again_when_an_upload_ends(tmp_path: Path) -> None:
+    """Two uploads of one key that run side by side each fit alone; the one that ends
+    second is refused, and none of its bytes stay behind."""
+    settings = scripted_settings(tmp_path / "data", files_quota_bytes=1000)
+    async with running_app(settings) as (svc, _):
+        key = (await svc.keys.store.create("k")).key
+        first = await svc.files.upload(key.id, None)
+        second = await svc.files.upload(key.id, None)
+        await first.write(b"a" * 600)
+        await second.write(b"b" * 600)
+        await first.finish("a.txt", "text/plain", None)
+        with pytest.raises(InvalidRequestError) as refused:
+            await second.finish("b.txt", "text/plain", None)
+        assert refused.value.details == {"error_code": "storage_quota_exceeded"}
+        second.abort()
+        await svc.background.drain()
+        stored = sorted(p.name for p in (svc.settings.data_dir / "files").iterdir())
+        assert stored == [first.file_id]

@@ -156,6 +156,9 @@ class FileService:
 
     async def discard(self, file_id: str, writer: BlobWriter) -> None:
         await writer.abort()
+        # Refused after its bytes were committed (the quota, checked again at the end):
+        # they are under the file's own name by then.
+        await self.blobs.delete(file_id)
         await self.records.end_upload(file_id)
 
     async def get(self, key_id: str, file_id: str) -> FileRecord:
