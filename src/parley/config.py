@@ -234,6 +234,17 @@ class Settings(BaseSettings):
     image_url_hosts: list[str] = Field(default_factory=list)
     image_url_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1)
     image_url_timeout: float = Field(default=10.0, gt=0)
+    # Document blocks with a URL source (PDFs) follow the same switch and host list;
+    # their cap is the API's request limit (32 MB).
+    document_url_max_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
+    # Files API. "auto": in the database when it is PostgreSQL (every replica reads
+    # it), else in `files_dir` (default: DATA_DIR/files).
+    files_storage: Literal["auto", "directory", "database"] = "auto"
+    files_dir: Path | None = None
+    # The API's limit per file (larger uploads: 413), and the bytes each key may store
+    # (beyond it: 400 storage_quota_exceeded).
+    files_max_bytes: int = Field(default=500 * 1024 * 1024, ge=1)
+    files_quota_bytes: int = Field(default=10 * 1024 * 1024 * 1024, ge=0)
     # Message Batches (api-spec §11): the API refuses create bodies over 256 MB...
     max_batch_body_bytes: int = 256 * 1024 * 1024
     # ... and more than 100,000 requests (operators may set a lower limit).
@@ -270,6 +281,15 @@ class Settings(BaseSettings):
     @property
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'parley.db'}"
+
+    @property
+    def files_directory(self) -> Path:
+        return self.files_dir or self.data_dir / "files"
+
+    def files_in_database(self) -> bool:
+        if self.files_storage == "auto":
+            return self.database.startswith(("postgresql", "postgres"))
+        return self.files_storage == "database"
 
     def tier(self, name: str) -> Tier:
         return self.tiers.get(name) or self.tiers.get("default") or Tier()

@@ -19,14 +19,17 @@ from parley.batches.worker import BatchWorker, WorkerSettings
 from parley.config import Settings
 from parley.engines.registry import ModelRegistry
 from parley.pipeline.background import BackgroundWork
+from parley.pipeline.files import FileLimits, FileService
 from parley.pipeline.image_urls import ImageFetcher, ImageFetchPolicy
 from parley.pipeline.keyring import Keyring
-from parley.pipeline.messages import MessagePipeline
+from parley.pipeline.messages import MessagePipeline, Spawn
 from parley.ratelimit.backends import BucketBackend, MemoryBackend, RedisBackend
 from parley.ratelimit.limiter import Clock, RateLimiter
 from parley.store.batch_leases import BatchLeaseStore
 from parley.store.batch_records import BatchRecordStore
 from parley.store.database import Database, open_database
+from parley.store.file_blobs import BlobStore, DatabaseBlobs, DirectoryBlobs
+from parley.store.files import FileRecordStore
 from parley.store.key_changes import key_changes
 from parley.store.keys import KeyStore
 from parley.store.usage import UsageStore
@@ -44,6 +47,7 @@ class Services:
     limiter: RateLimiter
     registry: ModelRegistry
     pipeline: MessagePipeline
+    files: FileService
     batches: BatchService
     batch_worker: BatchWorker
     background: BackgroundWork
@@ -85,11 +89,17 @@ async def start_services(settings: Settings, *, clock: Clock = time.time) -> Ser
         await changes.start()
         stack.push_async_callback(changes.aclose)
         keys = Keyring(KeyStore(database), changes, clock, background.spawn)
+        files = _file_service(settings, database, clock, background.spawn)
+        files.start()
+        stack.push_async_callback(files.aclose)
+        fetcher = _url_fetcher(settings)
         pipeline = MessagePipeline(
             registry,
             limiter,
             usage,
-            images=_image_fetcher(settings),
+            images=fetcher,
+            documents=fetcher,
+            files=files,
             clock=clock,
             spawn=background.spawn,
         )
@@ -125,6 +135,7 @@ async def start_services(settings: Settings, *, clock: Clock = time.time) -> Ser
             limiter=limiter,
             registry=registry,
             pipeline=pipeline,
+            files=files,
             batches=batches,
             batch_worker=worker,
             background=background,
@@ -142,8 +153,8 @@ def _organization_id(settings: Settings) -> str:
     return value
 
 
-def _image_fetcher(settings: Settings) -> ImageFetcher | None:
-    """URL image sources are fetched only when the configuration allows it."""
+def _url_fetcher(settings: Settings) -> ImageFetcher | None:
+    """URL image and document sources are fetched only when the configuration allows it."""
     if not settings.image_url_fetch:
         return None
     return ImageFetcher(
@@ -151,6 +162,24 @@ def _image_fetcher(settings: Settings) -> ImageFetcher | None:
             enabled=True,
             allowed_hosts=tuple(settings.image_url_hosts),
             max_bytes=settings.image_url_max_bytes,
+            max_document_bytes=settings.document_url_max_bytes,
             timeout=settings.image_url_timeout,
         )
+    )
+
+
+def _file_service(
+    settings: Settings, database: Database, clock: Clock, spawn: Spawn
+) -> FileService:
+    stores: dict[str, BlobStore] = {
+        "directory": DirectoryBlobs(settings.files_directory),
+        "database": DatabaseBlobs(database),
+    }
+    return FileService(
+        FileRecordStore(database),
+        stores["database" if settings.files_in_database() else "directory"],
+        FileLimits(max_bytes=settings.files_max_bytes, quota_bytes=settings.files_quota_bytes),
+        clock,
+        spawn=spawn,
+        stores=stores,
     )

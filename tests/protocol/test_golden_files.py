@@ -12,6 +12,7 @@ from tests.protocol import (
     test_admin_golden,
     test_batches_golden,
     test_errors_golden,
+    test_files_golden,
     test_messages_golden,
     test_models_golden,
 )
@@ -22,6 +23,7 @@ CASE_NAMES = [
     for module in (
         test_messages_golden,
         test_errors_golden,
+        test_files_golden,
         test_models_golden,
         test_batches_golden,
         test_admin_golden,

@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.images import png
+from tests.pdfs import pdf_bytes
 from tests.serverproc import ParleyProcess
 from tests.web.conftest import save_key, screenshot
 
@@ -336,3 +338,45 @@ def test_get_code_typescript_and_curl_snippets_run(
     assert message["stop_reason"] == "end_turn"
     # The same prompt as the Workbench's own run, down to the token.
     assert str(message["usage"]["input_tokens"]) == code["input_tokens"]
+
+
+def test_attach_files_to_a_turn(page: Page, web_server: ParleyProcess) -> None:
+    """Attached files are uploaded with the Files API and sent as `file_id` sources: a
+    PDF and a text file as documents (the scripted echo shows what the model read),
+    an image as an image block (refused by this text-only model, as the API would)."""
+    open_workbench(page, web_server)
+    set_prompt(page, "scripted-1", "What do these say?", max_tokens=400)
+    attach = page.locator(".attach-input").first
+    attach.set_input_files(
+        files=[
+            {
+                "name": "treaty.pdf",
+                "mimeType": "application/pdf",
+                "buffer": pdf_bytes("The treaty was signed in 1648."),
+            }
+        ]
+    )
+    expect(page.locator(".attachment")).to_have_count(1)
+    page.locator(".attach-input").first.set_input_files(
+        files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"Rivers flow north."}]
+    )
+    expect(page.locator(".attachment")).to_have_count(2)
+    expect(page.locator(".attachment").first).to_contain_text("treaty.pdf")
+    screenshot(page, "workbench-attachments")
+    page.click("#run")
+    wait_until_done(page)
+    reply = page.text_content("#output-text") or ""
+    assert "The treaty was signed in 1648." in reply
+    assert "Rivers flow north." in reply
+    assert reply.rstrip().endswith("What do these say?")
+
+    # Removing one sends only the other; an image goes as an image block.
+    page.get_by_role("button", name="Remove notes.txt").click()
+    expect(page.locator(".attachment")).to_have_count(1)
+    page.locator(".attach-input").first.set_input_files(
+        files=[{"name": "dot.png", "mimeType": "image/png", "buffer": png(2, 2)}]
+    )
+    expect(page.locator(".attachment")).to_have_count(2)
+    page.click("#run")
+    page.wait_for_selector("#run-state[data-state=error]")
+    assert "does not support image input" in (page.text_content("#error") or "")

@@ -10,7 +10,8 @@ from pydantic import BaseModel, ValidationError
 from parley.core.validation_errors import invalid_request_from
 from parley.core.versions import APIVersion
 from parley.errors import InvalidRequestError
-from parley.protocol.requests import SAMPLING_FIELDS
+from parley.protocol.content import DocumentBlockParam, TextBlockParam
+from parley.protocol.requests import SAMPLING_FIELDS, MessageParam
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -36,6 +37,30 @@ def parse_params(raw: bytes, model: type[M], version: APIVersion) -> M:
             if name in data:
                 raise InvalidRequestError(f"{name}: Extra inputs are not permitted")
     try:
-        return model.model_validate(data)
+        params = model.model_validate(data)
     except ValidationError as exc:
         raise invalid_request_from(exc) from None
+    messages = getattr(params, "messages", None)
+    if version.refuses_sampling and isinstance(messages, list):
+        check_2026_content(messages)
+    return params
+
+
+def check_2026_content(messages: list[MessageParam]) -> None:
+    """api-version §19.4: under 2026-10-21 a document may not sit directly in an
+    assistant turn, and text in a user turn may not carry citations (both 400s;
+    wording unconfirmed)."""
+    for i, message in enumerate(messages):
+        if isinstance(message.content, str):
+            continue
+        for j, block in enumerate(message.content):
+            if message.role == "assistant" and isinstance(block, DocumentBlockParam):
+                raise InvalidRequestError(
+                    f"messages.{i}.content.{j}: document blocks are not allowed in assistant "
+                    "messages; put the document in a user message"
+                )
+            if message.role == "user" and isinstance(block, TextBlockParam) and block.citations:
+                raise InvalidRequestError(
+                    f"messages.{i}.content.{j}.text.citations: text blocks in user messages "
+                    "cannot carry citations"
+                )

@@ -16,8 +16,9 @@ from pydantic_core import from_json
 
 from parley.core.ids import tool_use_id
 from parley.errors import InternalServerError
-from parley.protocol.responses import ContentBlock, TextBlock, ToolUseBlock
+from parley.protocol.responses import Citation, ContentBlock, TextBlock, ToolUseBlock
 from parley.protocol.stream import (
+    CitationsDelta,
     ContentBlockDeltaEvent,
     ContentBlockStartEvent,
     ContentBlockStopEvent,
@@ -63,6 +64,19 @@ class BlockWriter:
         block.text += text
         events.append(
             ContentBlockDeltaEvent(index=len(self.content) - 1, delta=TextDelta(text=text))
+        )
+        return events
+
+    def citation(self, citation: Citation) -> list[StreamEvent]:
+        """Add a citation to the open text block (api-spec §6.3 `citations_delta`)."""
+        events = [] if self._kind == "text" else self._open(TextBlock(text=""))
+        block = self.content[-1]
+        assert isinstance(block, TextBlock)
+        block.citations = [*(block.citations or []), citation]
+        events.append(
+            ContentBlockDeltaEvent(
+                index=len(self.content) - 1, delta=CitationsDelta(citation=citation)
+            )
         )
         return events
 

@@ -1,13 +1,25 @@
 """Messages rules beyond the schema (api-spec §5.2, §5.3) and the neutral request.
 
 Content blocks become neutral parts: text, images (decoded, checked, fetched when
-the server allows URLs), the assistant's tool calls and the user's tool results.
-What the model cannot read is refused with a 400 that names it, never dropped.
+the server allows URLs), documents (read into text), the assistant's tool calls and
+the user's tool results. Sources held elsewhere (a `file_id`, a URL) are read
+through the protocols of `core.file_sources`, whose IO lives in the pipeline. What
+the model cannot read is refused with a 400 that names it, never dropped.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from parley.core.document_blocks import read_document
+from parley.core.file_sources import (
+    DocumentFetch,
+    FileRead,
+    file_sources_refused,
+    wrong_file_type,
+)
 from parley.core.generation import (
+    DocumentPart,
     EngineCapabilities,
     GenerationRequest,
     ImagePart,
@@ -19,7 +31,14 @@ from parley.core.generation import (
     ToolResult,
     Turn,
 )
-from parley.core.images import ImageFetch, decode_base64_image, url_images_refused
+from parley.core.images import (
+    MAX_BASE64_BYTES,
+    ImageFetch,
+    check_image_bytes,
+    decode_base64_image,
+    image_part,
+    url_images_refused,
+)
 from parley.core.tool_pairing import check_tool_pairing
 from parley.core.tools import tool_choice, tool_specs
 from parley.errors import InvalidRequestError
@@ -35,6 +54,16 @@ from parley.protocol.content import (
     URLImageSource,
 )
 from parley.protocol.requests import CountTokensParams, MessageCreateParams, MessageParam
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where sources held outside the request are read from; None: not on this server
+    (such a source is a 400 that says so)."""
+
+    images: ImageFetch | None = None
+    documents: DocumentFetch | None = None
+    files: FileRead | None = None
 
 
 def _system_text(system: str | list[TextBlockParam] | None) -> str | None:
@@ -53,13 +82,14 @@ class _Reader:
         self,
         model: str,
         capabilities: EngineCapabilities,
-        images: ImageFetch | None,
+        sources: Sources,
         names: dict[str, str],
     ) -> None:
         self._model = model
         self._capabilities = capabilities
-        self._images = images
+        self._sources = sources
         self._names = names
+        self._documents = 0  # documents read so far: the next one's document_index
 
     async def parts(self, message: MessageParam, i: int) -> tuple[Part, ...]:
         if isinstance(message.content, str):
@@ -78,7 +108,7 @@ class _Reader:
             elif isinstance(block, ImageBlockParam):
                 parts.append(await self._image(block, path))
             elif isinstance(block, DocumentBlockParam):
-                parts.append(self._document(block, path))
+                parts.append(await self._document(block, path))
         return tuple(parts)
 
     def _text(self, block: TextBlockParam) -> TextPart:
@@ -87,7 +117,7 @@ class _Reader:
         return TextPart(block.text)
 
     async def _tool_result(self, block: ToolResultBlockParam, path: str) -> ToolResult:
-        content: list[TextPart | ImagePart] = []
+        content: list[TextPart | ImagePart | DocumentPart] = []
         if isinstance(block.content, str):
             content = [TextPart(block.content)] if block.content else []
         elif block.content is not None:
@@ -98,7 +128,7 @@ class _Reader:
                 elif isinstance(inner, ImageBlockParam):
                     content.append(await self._image(inner, inner_path))
                 else:
-                    content.append(self._document(inner, inner_path))
+                    content.append(await self._document(inner, inner_path))
         name = self._names.get(block.tool_use_id, "")
         return ToolResult(block.tool_use_id, name, tuple(content), bool(block.is_error))
 
@@ -111,32 +141,48 @@ class _Reader:
                 source.data, source.media_type, f"{path}.image.source.base64"
             )
         if isinstance(source, URLImageSource):
-            if self._images is None:
+            if self._sources.images is None:
                 raise url_images_refused(f"{path}.image.source.url")
-            return await self._images.fetch(source.url, f"{path}.image.source.url")
-        raise InvalidRequestError(
-            f"{path}.image.source.file: file sources need the Files API, which this "
-            "server does not provide"
-        )
+            return await self._sources.images.fetch(source.url, f"{path}.image.source.url")
+        file_path = f"{path}.image.source.file"
+        if self._sources.files is None:
+            raise file_sources_refused(file_path)
+        file = await self._sources.files.read(source.file_id, file_path)
+        if not file.mime_type.startswith("image/"):
+            raise wrong_file_type(file_path, file, "image")
+        # The inline limit, held to the file's bytes (api-spec §5.3).
+        if len(file.data) > MAX_BASE64_BYTES:
+            raise InvalidRequestError(
+                f"{file_path}: image exceeds 5 MB maximum: {len(file.data)} bytes > "
+                f"{MAX_BASE64_BYTES} bytes"
+            )
+        return image_part(file.data, check_image_bytes(file.data, file.mime_type, file_path))
 
-    def _document(self, block: DocumentBlockParam, path: str) -> TextPart:
-        source = block.source
-        if source.get("type") == "text" and isinstance(source.get("data"), str):
-            return TextPart(str(source["data"]))
-        raise InvalidRequestError(f"{path}: model {self._model} only reads plain-text documents.")
+    async def _document(self, block: DocumentBlockParam, path: str) -> DocumentPart:
+        index = self._documents
+        self._documents += 1
+        return await read_document(
+            block,
+            path,
+            index,
+            model=self._model,
+            capabilities=self._capabilities,
+            urls=self._sources.documents,
+            files=self._sources.files,
+        )
 
 
 async def build_turns(
     messages: list[MessageParam],
     model: str,
     capabilities: EngineCapabilities,
-    images: ImageFetch | None = None,
+    sources: Sources | None = None,
 ) -> tuple[Turn, ...]:
     if not messages:
         raise InvalidRequestError("messages: at least one message is required")
     if messages[0].role != "user":
         raise InvalidRequestError('messages: first message must use the "user" role')
-    reader = _Reader(model, capabilities, images, check_tool_pairing(messages))
+    reader = _Reader(model, capabilities, sources or Sources(), check_tool_pairing(messages))
     turns: list[Turn] = []
     last = len(messages) - 1
     for i, message in enumerate(messages):
@@ -164,13 +210,13 @@ async def build_turns(
 async def generation_request(
     params: MessageCreateParams,
     capabilities: EngineCapabilities,
-    images: ImageFetch | None = None,
+    sources: Sources | None = None,
 ) -> GenerationRequest:
     tools = tool_specs(params.tools, capabilities, params.model)
     return GenerationRequest(
         model=params.model,
         system=_system_text(params.system),
-        turns=await build_turns(params.messages, params.model, capabilities, images),
+        turns=await build_turns(params.messages, params.model, capabilities, sources),
         max_tokens=params.max_tokens,
         stop_sequences=tuple(s for s in params.stop_sequences or () if s),
         sampling=Sampling(
@@ -186,13 +232,13 @@ async def generation_request(
 async def counting_request(
     params: CountTokensParams,
     capabilities: EngineCapabilities,
-    images: ImageFetch | None = None,
+    sources: Sources | None = None,
 ) -> GenerationRequest:
     tools = tool_specs(params.tools, capabilities, params.model)
     return GenerationRequest(
         model=params.model,
         system=_system_text(params.system),
-        turns=await build_turns(params.messages, params.model, capabilities, images),
+        turns=await build_turns(params.messages, params.model, capabilities, sources),
         max_tokens=0,
         tools=tools,
         tool_choice=tool_choice(params.tool_choice, tools),

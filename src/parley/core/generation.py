@@ -9,9 +9,11 @@ OpenAI-compatible server, Anthropic itself) can be written against it.
 
 Event order, per generation::
 
-    ( TextChunk* | ToolCallStart ToolInputChunk* )*  Finished
+    ( [TextBlockStart] (TextChunk | CitationChunk)* | ToolCallStart ToolInputChunk* )*  Finished
 
-A run of `TextChunk`s is one text block; a `ToolCallStart` opens a tool_use
+A run of `TextChunk`s is one text block, unless a `TextBlockStart` splits it: text
+that cites a document goes in a block of its own, whose `CitationChunk`s say what it
+cites (api-spec §5.5); a `ToolCallStart` opens a tool_use
 block, its `ToolInputChunk`s carry the input JSON in fragments, and the block
 ends at the next event of another kind. The concatenated fragments of a call
 must be one JSON object (core checks, and fails the message if not); when the
@@ -50,6 +52,8 @@ class EngineCapabilities:
 
     images: bool = False
     tools: bool = False
+    # Whether the engine's answers can cite documents (`citations: {"enabled": true}`).
+    citations: bool = False
 
 
 # --- the conversation ---------------------------------------------------------------
@@ -75,6 +79,55 @@ class ImagePart:
     url: str | None = None
 
 
+DocumentKind = Literal["text", "pdf", "content"]
+
+
+@dataclass(frozen=True)
+class DocumentPart:
+    """A document block, read: its text in the units a citation points at.
+
+    `chunks` holds the whole text of a `text` document (one chunk), each page of a
+    `pdf`, or each block of a `content` document. `index` is the document's place
+    among all documents of the request, counted from 0 in the order they appear (what
+    citations call `document_index`). `pdf` keeps a PDF's own bytes for engines that
+    read PDFs themselves (an Anthropic upstream); every other engine reads `text`.
+    """
+
+    kind: DocumentKind
+    chunks: tuple[str, ...]
+    index: int
+    title: str | None = None
+    context: str | None = None
+    citations: bool = False
+    file_id: str | None = None
+    pdf: bytes | None = None
+
+    @property
+    def content(self) -> str:
+        """The document's own text: what a `char_location` indexes into."""
+        return self.chunks[0] if self.kind == "text" else "\n\n".join(self.chunks)
+
+    @property
+    def text(self) -> str:
+        """The document as a text-reading model is shown it, the same in every engine
+        and in `count_tokens`: title and context first, then the content, in the tags
+        Anthropic's prompting guide uses for documents."""
+        lines = [f'<document index="{self.index + 1}">']
+        if self.title:
+            lines.append(f"<source>{self.title}</source>")
+        if self.context:
+            lines.append(f"<document_context>{self.context}</document_context>")
+        lines.append("<document_content>")
+        if self.kind == "pdf":
+            lines += [
+                f'<page number="{n}">\n{page}\n</page>' for n, page in enumerate(self.chunks, 1)
+            ]
+        else:
+            lines.append(self.content)
+        lines += ["</document_content>", "</document>"]
+        return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class ToolCall:
     """A call the assistant made in an earlier turn (an input `tool_use` block)."""
@@ -98,15 +151,15 @@ class ToolResult:
 
     tool_use_id: str
     name: str
-    content: tuple[TextPart | ImagePart, ...] = ()
+    content: tuple[TextPart | ImagePart | DocumentPart, ...] = ()
     is_error: bool = False
 
     @property
     def text(self) -> str:
-        return "\n".join(p.text for p in self.content if isinstance(p, TextPart))
+        return "\n".join(p.text for p in self.content if not isinstance(p, ImagePart))
 
 
-Part = TextPart | ImagePart | ToolCall | ToolResult
+Part = TextPart | ImagePart | DocumentPart | ToolCall | ToolResult
 
 
 @dataclass(frozen=True)
@@ -123,8 +176,19 @@ class Turn:
 
     @property
     def text(self) -> str:
-        """The turn's text parts joined, for engines and rules that read text only."""
-        return "\n\n".join(p.text for p in self.parts if isinstance(p, TextPart))
+        """The turn's text parts and documents joined, for engines and rules that read
+        text only."""
+        return "\n\n".join(p.text for p in self.parts if isinstance(p, TextPart | DocumentPart))
+
+    @property
+    def documents(self) -> tuple[DocumentPart, ...]:
+        found: list[DocumentPart] = []
+        for part in self.parts:
+            if isinstance(part, DocumentPart):
+                found.append(part)
+            elif isinstance(part, ToolResult):
+                found += [p for p in part.content if isinstance(p, DocumentPart)]
+        return tuple(found)
 
     @property
     def images(self) -> tuple[ImagePart, ...]:
@@ -234,6 +298,11 @@ class GenerationRequest:
     def tool(self, name: str) -> ToolSpec | None:
         return next((t for t in self.tools if t.name == name), None)
 
+    @property
+    def documents(self) -> tuple[DocumentPart, ...]:
+        """Every document of the conversation, by `DocumentPart.index`."""
+        return tuple(d for t in self.turns for d in t.documents)
+
 
 # --- what engines emit ----------------------------------------------------------------
 
@@ -243,6 +312,41 @@ class TextChunk:
     """Text the model produced; `output_tokens` is the running total so far."""
 
     text: str
+    output_tokens: int
+
+
+@dataclass(frozen=True)
+class TextBlockStart:
+    """Close the open block; the text that follows starts a new text block (cited
+    text and the text around it are separate blocks)."""
+
+    output_tokens: int
+
+
+CitationKind = Literal["char_location", "page_location", "content_block_location"]
+
+
+@dataclass(frozen=True)
+class Citation:
+    """Where the current text block's claim comes from. `start`/`end` are character
+    offsets into the document's `content` (char_location), 1-based page numbers
+    (page_location) or 0-based block indexes (content_block_location), end
+    exclusive; `cited_text` is the document's own text there."""
+
+    kind: CitationKind
+    cited_text: str
+    document_index: int
+    document_title: str | None
+    start: int
+    end: int
+    file_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CitationChunk:
+    """Adds a citation to the open text block (opening one if none is open)."""
+
+    citation: Citation
     output_tokens: int
 
 
@@ -278,4 +382,4 @@ class Finished:
     stop_details: Mapping[str, Any] | None = None
 
 
-EngineEvent = TextChunk | ToolCallStart | ToolInputChunk | Finished
+EngineEvent = TextChunk | TextBlockStart | CitationChunk | ToolCallStart | ToolInputChunk | Finished

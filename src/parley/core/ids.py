@@ -30,3 +30,7 @@ def tool_use_id() -> str:
 
 def message_batch_id() -> str:
     return "msgbatch_01" + _base62(22)
+
+
+def file_id() -> str:
+    return "file_011C" + _base62(20)

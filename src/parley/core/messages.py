@@ -9,11 +9,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
+from parley.core.citations import wire_citation
 from parley.core.content_blocks import BlockWriter
 from parley.core.generation import (
+    CitationChunk,
     EngineEvent,
     Finished,
     GenerationRequest,
+    TextBlockStart,
     TextChunk,
     ToolCallStart,
 )
@@ -95,6 +98,7 @@ class MessageStream:
         blocks = BlockWriter(self.message.content, self._check_call)
         stop_reason: StopReason = "max_tokens"
         stop_sequence: str | None = None
+        documents = request.documents
 
         if request.max_tokens > 0:
             async for event in source:
@@ -116,6 +120,16 @@ class MessageStream:
                         stop_reason, stop_sequence = "stop_sequence", fed.sequence
                         break
                     for out in blocks.text(fed):
+                        yield out
+                elif isinstance(event, TextBlockStart):
+                    # Held-back text belongs to the block before the split.
+                    for out in blocks.text(matcher.flush()):
+                        yield out
+                    for out in blocks.close():
+                        yield out
+                elif isinstance(event, CitationChunk):
+                    cited = wire_citation(event.citation, documents)
+                    for out in blocks.citation(cited):
                         yield out
                 elif isinstance(event, ToolCallStart):
                     if request.tool_choice.mode == "none":

@@ -16,16 +16,18 @@ import httpx
 
 from parley.config import AnthropicBackendConfig
 from parley.core.generation import (
+    CitationChunk,
     EngineCapabilities,
     EngineEvent,
     EngineStopReason,
     Finished,
     GenerationRequest,
+    TextBlockStart,
     TextChunk,
     ToolCallStart,
     ToolInputChunk,
 )
-from parley.engines.anthropic_wire import anthropic_error, messages_body
+from parley.engines.anthropic_wire import anthropic_error, citation_from, messages_body
 from parley.engines.token_estimates import estimate_input_tokens
 from parley.engines.upstream import UpstreamEngine
 from parley.engines.upstream_errors import error_message, transport_error
@@ -66,7 +68,8 @@ class AnthropicUpstreamEngine(UpstreamEngine):
         super().__init__(
             config,
             headers,
-            capabilities=capabilities or EngineCapabilities(images=True, tools=True),
+            capabilities=capabilities
+            or EngineCapabilities(images=True, tools=True, citations=True),
             context_window=context_window or DEFAULT_CONTEXT_WINDOW,
             transport=transport,
             claim_timeout=claim_timeout,
@@ -125,6 +128,10 @@ class AnthropicUpstreamEngine(UpstreamEngine):
                 block = data.get("content_block") or {}
                 if block.get("type") == "tool_use":
                     yield ToolCallStart(block.get("name", ""), output_tokens, block.get("id"))
+                elif block.get("type") == "text":
+                    # The upstream's block boundaries are kept: cited text is a block
+                    # of its own.
+                    yield TextBlockStart(output_tokens)
             elif kind == "content_block_delta":
                 delta = data.get("delta") or {}
                 if delta.get("type") == "text_delta" and delta.get("text"):
@@ -132,6 +139,10 @@ class AnthropicUpstreamEngine(UpstreamEngine):
                     yield TextChunk(delta["text"], output_tokens)
                 elif delta.get("type") == "input_json_delta":
                     yield ToolInputChunk(delta.get("partial_json", ""), output_tokens)
+                elif delta.get("type") == "citations_delta":
+                    citation = citation_from(delta.get("citation") or {})
+                    if citation is not None:
+                        yield CitationChunk(citation, output_tokens)
             elif kind == "message_delta":
                 delta = data.get("delta") or {}
                 stop_reason = delta.get("stop_reason")

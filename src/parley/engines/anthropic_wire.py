@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from parley.core.generation import (
+    Citation,
+    DocumentPart,
     GenerationRequest,
     ImagePart,
     Part,
@@ -37,12 +39,37 @@ def image_block(image: ImagePart) -> dict[str, Any]:
     }
 
 
+def document_block(doc: DocumentPart) -> dict[str, Any]:
+    """A document as the upstream reads it. A `file_id` names a file in Parley's store,
+    which the upstream does not know: the file goes inline, as the source its kind
+    would have had in the request (the upstream then cites it as Parley would number
+    it, since documents keep their order)."""
+    source: dict[str, Any]
+    if doc.kind == "pdf" and doc.pdf is not None:
+        data = base64.b64encode(doc.pdf).decode("ascii")
+        source = {"type": "base64", "media_type": "application/pdf", "data": data}
+    elif doc.kind == "content":
+        source = {"type": "content", "content": [{"type": "text", "text": c} for c in doc.chunks]}
+    else:
+        source = {"type": "text", "media_type": "text/plain", "data": doc.content}
+    block: dict[str, Any] = {"type": "document", "source": source}
+    if doc.title is not None:
+        block["title"] = doc.title
+    if doc.context is not None:
+        block["context"] = doc.context
+    if doc.citations:
+        block["citations"] = {"enabled": True}
+    return block
+
+
 def _block(part: Part) -> dict[str, Any] | None:
     if isinstance(part, TextPart):
         # Empty text blocks are refused (api-spec §5.2); merged turns can hold them.
         return {"type": "text", "text": part.text} if part.text else None
     if isinstance(part, ImagePart):
         return image_block(part)
+    if isinstance(part, DocumentPart):
+        return document_block(part)
     if isinstance(part, ToolCall):
         return {"type": "tool_use", "id": part.id, "name": part.name, "input": dict(part.input)}
     result: dict[str, Any] = {
@@ -68,6 +95,35 @@ def _tool_choice(choice: ToolChoice) -> dict[str, Any]:
     if not choice.parallel and choice.mode != "none":
         body["disable_parallel_tool_use"] = True
     return body
+
+
+_CITATION_SPANS = {
+    "char_location": ("start_char_index", "end_char_index"),
+    "page_location": ("start_page_number", "end_page_number"),
+    "content_block_location": ("start_block_index", "end_block_index"),
+}
+
+
+def citation_from(data: Mapping[str, Any]) -> Citation | None:
+    """An upstream's `citations_delta` citation; None for kinds that cite no document
+    of the request (web search results), which Parley's requests never enable."""
+    kind = data.get("type")
+    spans = _CITATION_SPANS.get(kind) if isinstance(kind, str) else None
+    if spans is None:
+        return None
+    start, end = data.get(spans[0]), data.get(spans[1])
+    index = data.get("document_index")
+    if not (isinstance(start, int) and isinstance(end, int) and isinstance(index, int)):
+        return None
+    title = data.get("document_title")
+    return Citation(
+        kind=kind,  # type: ignore[arg-type]  # one of _CITATION_SPANS' keys
+        cited_text=str(data.get("cited_text") or ""),
+        document_index=index,
+        document_title=title if isinstance(title, str) else None,
+        start=start,
+        end=end,
+    )
 
 
 def messages_body(request: GenerationRequest, model: str, *, stream: bool) -> dict[str, Any]:

@@ -43,9 +43,11 @@ def local_engine(
 
 
 def declared_capabilities(config: ModelConfig, default: EngineCapabilities) -> EngineCapabilities:
+    # Citations are the engine's own to give: no setting can make a model cite.
     return EngineCapabilities(
         images=default.images if config.images is None else config.images,
         tools=default.tools if config.tools is None else config.tools,
+        citations=default.citations,
     )
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from parley.core.generation import (
+    DocumentPart,
     TextPart,
     ToolCall,
     ToolChoice,
@@ -95,7 +96,7 @@ def turn_text(turn: Turn) -> str:
             pieces.append(call_text(part))
         elif isinstance(part, ToolResult):
             pieces.append(result_text(part))
-        elif isinstance(part, TextPart):
+        elif isinstance(part, TextPart | DocumentPart):
             pieces.append(part.text)
     return "\n".join(pieces) if turn.tool_calls or turn.tool_results else turn.text
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from parley.config import OpenAIBackendConfig
 from parley.core.generation import (
+    DocumentPart,
     EngineEvent,
     EngineStopReason,
     Finished,
@@ -88,6 +89,9 @@ def _turn_messages(turn: Turn) -> list[dict[str, Any]]:
     for part in turn.parts:
         if isinstance(part, ToolResult):
             rest += [p for p in part.content if isinstance(p, ImagePart)]
+        elif isinstance(part, DocumentPart):
+            # Chat Completions has no documents: they go as the text Parley reads them into.
+            rest.append(TextPart(part.text))
         elif isinstance(part, TextPart | ImagePart):
             rest.append(part)
     if rest or not messages:

@@ -75,6 +75,7 @@ class RoutedEngine(Engine[_Routed]):
         self.capabilities = capabilities or EngineCapabilities(
             images=all(b.engine.capabilities.images for b in backends),
             tools=all(b.engine.capabilities.tools for b in backends),
+            citations=all(b.engine.capabilities.citations for b in backends),
         )
         self._context_window = context_window
         self._turn = 0

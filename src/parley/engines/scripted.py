@@ -7,11 +7,19 @@ The reply is decided by directives in the last user turn's text, one per line:
 - ``tool: NAME {JSON}``: call tool NAME with that input (``{}`` when omitted);
   several lines make several calls, after any ``say:`` text. Honoured as far as
   tool_choice allows: never under ``none``, only NAME's own under ``tool``.
+- ``cite: TEXT``: reply TEXT as a text block that cites it, where TEXT is a
+  verbatim quote from a document with citations enabled (a 400 if none holds
+  it): a ``char_location``, ``page_location`` or ``content_block_location``
+  citation, as the document's kind asks. Several lines make several blocks,
+  after any ``say:`` text.
 - ``fail: ERROR_TYPE``: after the reply's first token, fail with that API error
   type (for example ``overloaded_error``), which a stream reports as an
   ``event: error`` frame.
 - anything else: reply ``Echo: <the last user turn>``, where images read as
-  ``[image/png 64x48]`` and tool results as their text.
+  ``[image/png 64x48]``, documents as the text the model is shown and tool
+  results as their text.
+
+Directives are read from the turn's own text blocks, never from its documents.
 
 With tool_choice ``any`` or ``tool`` and no usable ``tool:`` line, the reply is
 one call to the chosen (or first) tool whose input is the smallest value its
@@ -31,12 +39,17 @@ import re
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
+from parley.core.citations import find_citation
 from parley.core.generation import (
+    Citation,
+    CitationChunk,
+    DocumentPart,
     EngineCapabilities,
     EngineEvent,
     Finished,
     GenerationRequest,
     ImagePart,
+    TextBlockStart,
     TextChunk,
     TextPart,
     ToolCall,
@@ -51,7 +64,7 @@ from parley.engines.base import Engine, Generation, PreparedGeneration
 from parley.errors import ERROR_CLASSES_BY_TYPE, InternalServerError, InvalidRequestError
 
 _TOKEN = re.compile(r"\s*\S+\s*|\s+")
-_DIRECTIVE = re.compile(r"^(say|count|fail|tool):\s?(.*)$", re.MULTILINE)
+_DIRECTIVE = re.compile(r"^(say|count|fail|tool|cite):\s?(.*)$", re.MULTILINE)
 _TOOL = re.compile(r"^([a-zA-Z0-9_-]+)\s*(.*)$", re.DOTALL)
 
 
@@ -70,14 +83,14 @@ def _content(turn: Turn, *, calls: bool) -> str:
         return turn.text
     pieces: list[str] = []
     for part in turn.parts:
-        if isinstance(part, TextPart):
+        if isinstance(part, TextPart | DocumentPart):
             pieces.append(part.text)
         elif isinstance(part, ImagePart):
             pieces.append(_image(part))
         elif isinstance(part, ToolCall) and calls:
             pieces.append(f"[call {part.name} {part.input_json}]")
         elif isinstance(part, ToolResult):
-            inner = [p.text if isinstance(p, TextPart) else _image(p) for p in part.content]
+            inner = [_image(p) if isinstance(p, ImagePart) else p.text for p in part.content]
             pieces.append(("[error] " if part.is_error else "") + " ".join(inner))
     return " ".join(p for p in pieces if p)
 
@@ -95,14 +108,17 @@ def render_prompt(request: GenerationRequest) -> str:
 @dataclass
 class Script:
     text: str = ""
+    # Blocks quoting a document: the quote, and where it is cited from.
+    cited: list[tuple[str, Citation]] = field(default_factory=list)
     calls: list[tuple[str, str]] = field(default_factory=list)  # (name, input JSON)
     failure: Exception | None = None
 
 
 class ScriptedEngine(Engine[Script]):
-    # Tools always; images only when the model's config says so (`images = true`),
-    # so a default scripted model stands in for a text-only one.
-    capabilities = EngineCapabilities(images=False, tools=True)
+    # Tools and citations (the `cite:` directive) always; images only when the model's
+    # config says so (`images = true`), so a default scripted model stands in for a
+    # text-only one.
+    capabilities = EngineCapabilities(images=False, tools=True, citations=True)
 
     def __init__(
         self,
@@ -142,6 +158,12 @@ class ScriptedEngine(Engine[Script]):
         try:
             produced = 0
             for event in _events(script):
+                if isinstance(event, TextBlockStart):
+                    yield TextBlockStart(produced)  # marks, not tokens
+                    continue
+                if isinstance(event, CitationChunk):
+                    yield CitationChunk(event.citation, produced)
+                    continue
                 if produced >= request.max_tokens:
                     yield Finished("max_tokens", produced)
                     return
@@ -156,10 +178,14 @@ class ScriptedEngine(Engine[Script]):
             self._pool.release(slot)
 
 
-def _events(script: Script) -> list[TextChunk | ToolCallStart | ToolInputChunk]:
-    events: list[TextChunk | ToolCallStart | ToolInputChunk] = [
-        TextChunk(token, 0) for token in tokenize(script.text)
-    ]
+_Scripted = TextChunk | TextBlockStart | CitationChunk | ToolCallStart | ToolInputChunk
+
+
+def _events(script: Script) -> list[_Scripted]:
+    events: list[_Scripted] = [TextChunk(token, 0) for token in tokenize(script.text)]
+    for quote, citation in script.cited:
+        events += [TextBlockStart(0), CitationChunk(citation, 0)]
+        events += [TextChunk(token, 0) for token in tokenize(quote)]
     for name, input_json in script.calls:
         events.append(ToolCallStart(name, 0))
         events += [ToolInputChunk(word, 0) for word in tokenize(input_json)]
@@ -178,7 +204,8 @@ def _counted(
 
 def write_script(request: GenerationRequest) -> Script:
     last_user = next((t for t in reversed(request.turns) if t.role == "user"), Turn("user", ()))
-    directives = [(m.group(1), m.group(2)) for m in _DIRECTIVE.finditer(last_user.text)]
+    own_text = "\n\n".join(p.text for p in last_user.parts if isinstance(p, TextPart))
+    directives = [(m.group(1), m.group(2)) for m in _DIRECTIVE.finditer(own_text)]
     found = dict(directives)
     script = Script()
     if "fail" in found:
@@ -188,6 +215,7 @@ def write_script(request: GenerationRequest) -> Script:
             "Overloaded" if error_type == "overloaded_error" else f"Scripted {error_type}"
         )
     script.calls = _calls(request, [value for name, value in directives if name == "tool"])
+    script.cited = [_citation(request, value) for name, value in directives if name == "cite"]
     if "say" in found:
         script.text = found["say"]
     elif "count" in found:
@@ -195,9 +223,19 @@ def write_script(request: GenerationRequest) -> Script:
         script.text = " ".join(str(i) for i in range(1, n + 1))
     elif script.failure is not None:
         script.text = "Failing soon"
-    elif not script.calls:
+    elif not script.calls and not script.cited:
         script.text = f"Echo: {_content(last_user, calls=False)}"
     return script
+
+
+def _citation(request: GenerationRequest, quote: str) -> tuple[str, Citation]:
+    quote = quote.strip()
+    citation = find_citation(request.documents, quote)
+    if citation is None:
+        raise InvalidRequestError(
+            f"scripted engine: no document with citations enabled contains {quote!r}"
+        )
+    return quote, citation
 
 
 def _calls(request: GenerationRequest, lines: list[str]) -> list[tuple[str, str]]:

@@ -6,7 +6,14 @@ from __future__ import annotations
 import json
 import math
 
-from parley.core.generation import GenerationRequest, ImagePart, Part, TextPart, ToolCall
+from parley.core.generation import (
+    DocumentPart,
+    GenerationRequest,
+    ImagePart,
+    Part,
+    TextPart,
+    ToolCall,
+)
 
 
 def estimate_tokens(text: str) -> int:
@@ -24,7 +31,7 @@ def estimate_image_tokens(image: ImagePart) -> int:
 
 
 def _part_tokens(part: Part) -> int:
-    if isinstance(part, TextPart):
+    if isinstance(part, TextPart | DocumentPart):
         return estimate_tokens(part.text)
     if isinstance(part, ImagePart):
         return estimate_image_tokens(part)

@@ -1,9 +1,11 @@
-"""Image blocks with a URL source (api-spec §5.3), fetched under the server's policy.
+"""Image and document blocks with a URL source (api-spec §5.3), fetched under the
+server's policy.
 
 Fetching is off unless configured: a server that fetches any URL it is sent can be
 turned against addresses only it can reach. When on, only allow-listed hosts are
 fetched (each redirect is checked again), over http(s), within a size cap and a
-timeout, and the bytes must be an image of an accepted type.
+timeout; an image must be an image of an accepted type, a document a PDF (what URL
+document sources carry, api-spec §5.3), checked when it is read.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class ImageFetchPolicy:
     # Exact host names, `*.example.com` for a domain's subdomains, or `*` for any host.
     allowed_hosts: tuple[str, ...] = ()
     max_bytes: int = 5 * 1024 * 1024
+    # PDFs are larger than images: the API's request limit bounds them.
+    max_document_bytes: int = 32 * 1024 * 1024
     timeout: float = 10.0
 
     def allows(self, host: str) -> bool:
@@ -43,8 +47,9 @@ class ImageFetchPolicy:
 
 @dataclass
 class ImageFetcher:
-    """Fetches URL image sources for `core.conversation` (an `ImageFetch`), within the
-    policy; the pipeline uses one only when the policy enables fetching."""
+    """Fetches URL image and document sources for `core.conversation` (an
+    `ImageFetch` and a `DocumentFetch`), within the policy; the pipeline uses one only
+    when the policy enables fetching."""
 
     policy: ImageFetchPolicy = field(default_factory=ImageFetchPolicy)
     # Tests inject an httpx.MockTransport; production uses the default network transport.
@@ -54,32 +59,44 @@ class ImageFetcher:
         """`path` names the source in errors, e.g. `messages.0.content.0.image.source.url`."""
         if not self.policy.enabled:
             raise url_images_refused(path)
+        raw, final_url = await self._fetch(url, path, "image", self.policy.max_bytes)
+        media_type = check_image_bytes(raw, None, path)
+        return image_part(raw, media_type, url=final_url)
+
+    async def fetch_document(self, url: str, path: str) -> bytes:
+        """A PDF's bytes; `core.documents` reads (and checks) them."""
+        if not self.policy.enabled:
+            raise InvalidRequestError(f"{path}: this server does not fetch documents from URLs")
+        raw, _ = await self._fetch(url, path, "document", self.policy.max_document_bytes)
+        return raw
+
+    async def _fetch(self, url: str, path: str, what: str, cap: int) -> tuple[bytes, str]:
+        """The body of `url`, following allowed redirects, and the URL it came from."""
         async with httpx.AsyncClient(
             transport=self.transport, timeout=self.policy.timeout, follow_redirects=False
         ) as client:
             for _ in range(_MAX_REDIRECTS + 1):
-                self._check_url(url, path)
+                self._check_url(url, path, what)
                 try:
-                    raw, location = await self._get(client, url, path)
+                    raw, location = await self._get(client, url, path, what, cap)
                 except httpx.HTTPError:
                     raise InvalidRequestError(f"{path}: {_UNREACHABLE}") from None
                 if location is None:
-                    media_type = check_image_bytes(raw, None, path)
-                    return image_part(raw, media_type, url=url)
+                    return raw, url
                 url = urljoin(url, location)
         raise InvalidRequestError(f"{path}: {_UNREACHABLE}")
 
-    def _check_url(self, url: str, path: str) -> None:
+    def _check_url(self, url: str, path: str, what: str) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InvalidRequestError(f"{path}: only http and https image URLs are supported")
+            raise InvalidRequestError(f"{path}: only http and https {what} URLs are supported")
         if not self.policy.allows(parts.hostname):
             raise InvalidRequestError(
-                f"{path}: images from {parts.hostname} are not allowed on this server"
+                f"{path}: {what}s from {parts.hostname} are not allowed on this server"
             )
 
     async def _get(
-        self, client: httpx.AsyncClient, url: str, path: str
+        self, client: httpx.AsyncClient, url: str, path: str, what: str, cap: int
     ) -> tuple[bytes, str | None]:
         """The body, or the redirect target; the cap holds however the body is sent."""
         async with client.stream("GET", url) as response:
@@ -92,10 +109,9 @@ class ImageFetcher:
             size = 0
             async for chunk in response.aiter_bytes():
                 size += len(chunk)
-                if size > self.policy.max_bytes:
+                if size > cap:
                     raise InvalidRequestError(
-                        f"{path}: image exceeds this server's {self.policy.max_bytes} byte "
-                        "limit for image URLs"
+                        f"{path}: {what} exceeds this server's {cap} byte limit for {what} URLs"
                     )
                 chunks.append(chunk)
             return b"".join(chunks), None

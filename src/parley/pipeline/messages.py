@@ -20,13 +20,15 @@ from contextlib import aclosing, nullcontext
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from parley.core.conversation import counting_request, generation_request
+from parley.core.conversation import Sources, counting_request, generation_request
+from parley.core.file_sources import DocumentFetch
 from parley.core.images import ImageFetch
 from parley.core.messages import MessageStream, check_context, check_max_tokens
 from parley.core.records import ApiKey, UsageRecord
 from parley.core.slots import background
 from parley.engines.base import Generation
 from parley.engines.registry import ModelEntry, ModelRegistry
+from parley.pipeline.files import FileService
 from parley.protocol.requests import CountTokensParams, MessageCreateParams
 from parley.protocol.responses import Message
 from parley.protocol.stream import StreamEvent
@@ -95,11 +97,15 @@ class MessagePipeline:
         images: ImageFetch | None,
         clock: Clock,
         spawn: Spawn,
+        documents: DocumentFetch | None = None,
+        files: FileService | None = None,
     ) -> None:
         self._registry = registry
         self._limiter = limiter
         self._usage = usage
         self._images = images
+        self._documents = documents
+        self._files = files
         self._clock = clock
         self._spawn = spawn
 
@@ -111,7 +117,7 @@ class MessagePipeline:
         entry = self._registry.resolve(params.model)
         await self._limiter.check_budget(key, entry.id)
         engine = entry.engine
-        request = await generation_request(params, engine.capabilities, self._images)
+        request = await generation_request(params, engine.capabilities, self._sources(key))
         check_max_tokens(request.max_tokens, entry.max_output_tokens, params.model)
         prepared = await engine.prepare(request)
         admission: Admission | None = None
@@ -153,8 +159,17 @@ class MessagePipeline:
         entry = self._registry.resolve(params.model)
         headers = await self._limiter.admit_count_tokens(key, entry.id)
         engine = entry.engine
-        counted = await counting_request(params, engine.capabilities, self._images)
+        counted = await counting_request(params, engine.capabilities, self._sources(key))
         return await engine.count_tokens(counted), headers
+
+    def _sources(self, key: ApiKey) -> Sources:
+        """Where this key's request may read sources from: URLs under the server's
+        policy, and the key's own files."""
+        return Sources(
+            images=self._images,
+            documents=self._documents,
+            files=self._files.reader(key.id) if self._files is not None else None,
+        )
 
     def _settle(
         self, key: ApiKey, entry: ModelEntry, admission: Admission | None, done: MessageStream

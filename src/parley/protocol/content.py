@@ -50,13 +50,61 @@ class ImageBlockParam(Strict):
     cache_control: CacheControl | None = None
 
 
+class Base64PDFSource(Strict):
+    type: Literal["base64"]
+    media_type: Literal["application/pdf"]
+    data: str
+
+
+class PlainTextSource(Strict):
+    type: Literal["text"]
+    # Any other media type is the schema's own 400 (`...source.text.media_type: Input
+    # should be 'text/plain'`), as for every literal the API checks.
+    media_type: Literal["text/plain"]
+    data: str
+
+
+# A content source holds text and image blocks (api-spec §5.3); each block is the
+# unit a `content_block_location` citation points at.
+ContentSourceBlock = Annotated[TextBlockParam | ImageBlockParam, Field(discriminator="type")]
+
+
+class ContentBlockSource(Strict):
+    type: Literal["content"]
+    content: str | list[ContentSourceBlock]
+
+
+class URLPDFSource(Strict):
+    type: Literal["url"]
+    url: str
+
+
+class FileDocumentSource(Strict):
+    type: Literal["file"]
+    file_id: str
+
+
+DocumentSource = Annotated[
+    Base64PDFSource | PlainTextSource | ContentBlockSource | URLPDFSource | FileDocumentSource,
+    Field(discriminator="type"),
+]
+
+
+class CitationsConfig(Strict):
+    enabled: bool | None = None
+
+
 class DocumentBlockParam(Strict):
     type: Literal["document"]
-    source: dict[str, Any]
+    source: DocumentSource
     title: str | None = None
     context: str | None = None
-    citations: dict[str, Any] | None = None
+    citations: CitationsConfig | None = None
     cache_control: CacheControl | None = None
+
+    @property
+    def cites(self) -> bool:
+        return bool(self.citations and self.citations.enabled)
 
 
 # Observed: `messages.1.content.1.tool_use.id: String should match pattern '^[a-zA-Z0-9_-]+$'`.

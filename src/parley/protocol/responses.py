@@ -32,9 +32,55 @@ class Usage(BaseModel):
     inference_geo: str = "not_available"
 
 
+class CharLocation(BaseModel):
+    """A span of a plain-text document: `cited_text` is `text[start_char_index:
+    end_char_index]` (0-based, end exclusive)."""
+
+    type: Literal["char_location"] = "char_location"
+    cited_text: str
+    document_index: int
+    document_title: str | None
+    start_char_index: int
+    end_char_index: int
+    file_id: str | None = None
+
+
+class PageLocation(BaseModel):
+    """Pages of a PDF: 1-based, end exclusive."""
+
+    type: Literal["page_location"] = "page_location"
+    cited_text: str
+    document_index: int
+    document_title: str | None
+    start_page_number: int
+    end_page_number: int
+    file_id: str | None = None
+
+
+class ContentBlockLocation(BaseModel):
+    """Blocks of a content document: 0-based, end exclusive; `cited_text` is the
+    blocks' text joined."""
+
+    type: Literal["content_block_location"] = "content_block_location"
+    cited_text: str
+    document_index: int
+    document_title: str | None
+    start_block_index: int
+    end_block_index: int
+    file_id: str | None = None
+
+
+Citation = Annotated[
+    CharLocation | PageLocation | ContentBlockLocation, Field(discriminator="type")
+]
+
+
 class TextBlock(BaseModel):
     type: Literal["text"] = "text"
     text: str
+    # Only on blocks that cite a document; other text blocks leave the field out, as
+    # the API's do (api-spec §5.5).
+    citations: list[Citation] | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class ToolUseBlock(BaseModel):

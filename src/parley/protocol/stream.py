@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from parley.protocol.responses import Message, StopReason, TextBlock, ToolUseBlock
+from parley.protocol.responses import Citation, Message, StopReason, TextBlock, ToolUseBlock
 
 
 class MessageStartEvent(BaseModel):
@@ -35,10 +35,17 @@ class InputJSONDelta(BaseModel):
     partial_json: str
 
 
+class CitationsDelta(BaseModel):
+    """Adds one citation to the text block at `index` (api-spec §6.3)."""
+
+    type: Literal["citations_delta"] = "citations_delta"
+    citation: Citation
+
+
 class ContentBlockDeltaEvent(BaseModel):
     type: Literal["content_block_delta"] = "content_block_delta"
     index: int
-    delta: Annotated[TextDelta | InputJSONDelta, Field(discriminator="type")]
+    delta: Annotated[TextDelta | InputJSONDelta | CitationsDelta, Field(discriminator="type")]
 
 
 class ContentBlockStopEvent(BaseModel):

@@ -17,7 +17,7 @@ from parley.server.errors import (
     handle_unexpected,
 )
 from parley.server.middleware import EdgeMiddleware
-from parley.server.routes import admin, batches, messages, models, root, web
+from parley.server.routes import admin, batches, files, messages, models, root, web
 from parley.services import Services
 
 
@@ -32,6 +32,11 @@ def routes() -> list[BaseRoute]:
         Route("/v1/messages/batches/{batch_id}", batches.delete_batch, methods=["DELETE"]),
         Route("/v1/messages/batches/{batch_id}/cancel", batches.cancel_batch, methods=["POST"]),
         Route("/v1/messages/batches/{batch_id}/results", batches.batch_results, methods=["GET"]),
+        Route("/v1/files", files.upload_file, methods=["POST"]),
+        Route("/v1/files", files.list_files, methods=["GET"]),
+        Route("/v1/files/{file_id}", files.get_file, methods=["GET"]),
+        Route("/v1/files/{file_id}", files.delete_file, methods=["DELETE"]),
+        Route("/v1/files/{file_id}/content", files.download_file, methods=["GET"]),
         Route("/v1/models", models.list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", models.get_model, methods=["GET"]),
         Route("/v1/organizations/api_keys", admin.list_api_keys, methods=["GET"]),

@@ -41,10 +41,17 @@ class EdgeMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
+_MULTIPART_SLACK = 64 * 1024
+
+
 def _body_limit(scope: Scope, settings: Settings) -> int:
     # Creating a Message Batch has a limit of its own: 256 MB, not 32 (api-spec §12).
     if scope.get("method") == "POST" and scope.get("path") == "/v1/messages/batches":
         return settings.max_batch_body_bytes
+    # So has an upload (500 MB); the multipart framing around the file is let through,
+    # and the file itself is measured as it arrives.
+    if scope.get("method") == "POST" and scope.get("path") == "/v1/files":
+        return settings.files_max_bytes + _MULTIPART_SLACK
     return settings.max_body_bytes
 
 

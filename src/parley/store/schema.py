@@ -9,6 +9,7 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -93,4 +94,42 @@ batch_requests = Table(
     Column("result", Text, nullable=True),
     UniqueConstraint("batch_id", "custom_id", name="batch_requests_custom_id"),
     Index("batch_requests_by_state", "batch_id", "state", "position"),
+)
+
+# Files API (api-spec §17). A row appears only once its bytes are stored, so a file is
+# never listed half-written; `storage` says where the bytes are (`directory`: one file
+# per id under the data dir; `database`: rows of file_chunks), so a change of setting
+# does not lose the files stored before it.
+files = Table(
+    "files",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("key_id", String(64), nullable=False),
+    Column("filename", String(1024), nullable=False),
+    Column("mime_type", String(255), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("storage", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Index("files_by_key", "key_id", "created_at"),
+)
+
+# Uploads in progress: their bytes may be partly stored. A process that dies mid-upload
+# leaves a row here, by which its bytes are found and removed later.
+file_uploads = Table(
+    "file_uploads",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("storage", String(16), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+)
+
+# The bytes of files stored in the database (a PostgreSQL every replica reads), in
+# chunks of about 1 MiB written and read one at a time.
+file_chunks = Table(
+    "file_chunks",
+    metadata,
+    Column("file_id", String(64), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("data", LargeBinary, nullable=False),
 )

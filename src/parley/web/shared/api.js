@@ -58,6 +58,26 @@ export class Client {
     return response;
   }
 
+  /**
+   * Uploads a file with the Files API (multipart; the browser writes the boundary) and
+   * resolves to its metadata: `{id, filename, mime_type, size_bytes, ...}`.
+   */
+  async uploadFile(file, signal = undefined) {
+    const url = `${this.baseUrl}/v1/files`;
+    const form = new FormData();
+    form.append("file", file, file.name);
+    const { "content-type": _json, ...headers } = this.headers();
+    let response;
+    try {
+      response = await fetch(url, { method: "POST", headers, body: form, signal });
+    } catch (error) {
+      if (error.name === "AbortError") throw error;
+      throw new ApiError({ status: 0, type: "connection_error", message: `Could not reach ${url} (${error.message}).` });
+    }
+    if (!response.ok) throw await errorFrom(response);
+    return response.json();
+  }
+
   /** All models, following pages (api-spec §10). */
   async listModels() {
     const models = [];

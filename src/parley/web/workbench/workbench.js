@@ -11,7 +11,7 @@ const $ = (id) => document.getElementById(id);
 const state = {
   client: null,
   models: [],
-  turns: [{ role: "user", text: "" }],
+  turns: [{ role: "user", text: "", files: [] }],
   running: null, // the AbortController of the run in progress
   reply: null, // {prefill, text} of the last finished run, for "Add reply"
 };
@@ -112,10 +112,80 @@ function renderTurns() {
         { class: `turn ${turn.role}${prefill ? " is-prefill" : ""}` },
         h("div", { class: "turn-head" }, role, prefill ? h("span", { class: "badge" }, "Prefill") : null, remove),
         text,
+        turn.role === "user" ? attachments(turn, index) : null,
       );
     }),
   );
   for (const area of list.querySelectorAll("textarea")) grow(area);
+}
+
+// A user turn's files: uploaded with the Files API when chosen, then sent as
+// `file_id` sources (images as image blocks, anything else as a document).
+function attachments(turn, index) {
+  const input = h("input", {
+    type: "file",
+    class: "attach-input",
+    accept: "application/pdf,text/plain,.txt,.md,.csv,image/png,image/jpeg,image/gif,image/webp",
+    "aria-label": `Attach a file to message ${index + 1}`,
+    hidden: true,
+    onchange: async (event) => {
+      const file = event.target.files?.[0];
+      event.target.value = "";
+      if (file) await attach(turn, file);
+    },
+  });
+  const chips = (turn.files ?? []).map((file, n) =>
+    h(
+      "span",
+      { class: "attachment", "data-file-id": file.id, title: `${file.mime_type}, ${file.size_bytes} bytes` },
+      h("span", { class: "attachment-kind" }, file.mime_type.split("/").pop().toUpperCase()),
+      file.filename,
+      h(
+        "button",
+        {
+          type: "button",
+          class: "quiet",
+          "aria-label": `Remove ${file.filename}`,
+          onclick: () => {
+            turn.files.splice(n, 1);
+            renderTurns();
+          },
+        },
+        "✕",
+      ),
+    ),
+  );
+  const button = h(
+    "button",
+    { type: "button", class: "quiet attach", disabled: !state.client, onclick: () => input.click() },
+    turn.uploading ? "Uploading…" : "Attach file…",
+  );
+  return h("div", { class: "attachments" }, button, input, ...chips);
+}
+
+async function attach(turn, file) {
+  turn.uploading = true;
+  renderTurns();
+  try {
+    const meta = await state.client.uploadFile(file);
+    turn.files = [...(turn.files ?? []), meta];
+    hideError($("error"));
+  } catch (error) {
+    showError($("error"), error, { hint: "Uploading the file (POST /v1/files) failed." });
+  } finally {
+    turn.uploading = false;
+    renderTurns();
+  }
+}
+
+function turnContent(turn) {
+  if (!turn.files?.length) return turn.text;
+  const blocks = turn.files.map((file) => ({
+    type: file.mime_type.startsWith("image/") ? "image" : "document",
+    source: { type: "file", file_id: file.id },
+  }));
+  if (turn.text) blocks.push({ type: "text", text: turn.text });
+  return blocks;
 }
 
 function grow(area) {
@@ -125,7 +195,7 @@ function grow(area) {
 
 function addTurn(role, text = "") {
   const last = state.turns.at(-1);
-  state.turns.push({ role: role ?? (last?.role === "user" ? "assistant" : "user"), text });
+  state.turns.push({ role: role ?? (last?.role === "user" ? "assistant" : "user"), text, files: [] });
   renderTurns();
   const areas = $("turns").querySelectorAll("textarea");
   areas[areas.length - 1]?.focus();
@@ -159,7 +229,10 @@ function requestParams() {
   if (system.trim()) params.system = system;
   const stops = stopSequences();
   if (stops.length) params.stop_sequences = stops;
-  params.messages = turns.map((turn) => ({ role: turn.role, content: turn.text }));
+  params.messages = turns.map((turn) => ({
+    role: turn.role,
+    content: turn.role === "user" ? turnContent(turn) : turn.text,
+  }));
   return params;
 }
 
@@ -263,8 +336,8 @@ function keepReply() {
   if (!state.reply) return;
   const last = state.turns.at(-1);
   if (state.reply.prefill && last?.role === "assistant") last.text += state.reply.text;
-  else state.turns.push({ role: "assistant", text: state.reply.text });
-  state.turns.push({ role: "user", text: "" });
+  else state.turns.push({ role: "assistant", text: state.reply.text, files: [] });
+  state.turns.push({ role: "user", text: "", files: [] });
   state.reply = null;
   $("keep-reply").disabled = true;
   renderTurns();
@@ -317,6 +390,7 @@ function start() {
     onChange: (client) => {
       state.client = client;
       loadModels();
+      renderTurns(); // attaching needs a key
     },
   });
   $("model").addEventListener("change", () => {
