@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import itertools
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from parley.config import Settings
 from parley.services import Services, start_services
-from parley.telemetry.tracing import OtelTracing, Tracing
+from parley.telemetry.tracing import OtelTracing, Tracing, TracingUnavailable
 from tests.conftest import SCRIPTED_MODEL, asgi_client, old_sdk_headers, scripted_settings
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -153,3 +155,12 @@ async def test_tracing_is_off_without_an_endpoint() -> None:
         assert isinstance(tracing, OtelTracing)
     finally:
         tracing.shutdown()  # nothing was traced, so nothing is sent
+
+
+def test_an_endpoint_without_opentelemetry_installed_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As if the `otel` extra were not installed: the exporter cannot be imported.
+    monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.http.trace_exporter", None)
+    with pytest.raises(TracingUnavailable, match=r"pip install 'parley\[otel\]'"):
+        Tracing.from_endpoint("http://127.0.0.1:4318")

@@ -190,18 +190,15 @@ class PrometheusMetrics(Metrics):
                 self._tokens.labels(model, priority, "cache_creation_input"),
                 self._tokens.labels(model, priority, "cache_read_input"),
             )
-        for child, count in zip(
-            children,
-            (
-                usage.input_tokens,
-                usage.output_tokens,
-                usage.cache_creation_input_tokens,
-                usage.cache_read_input_tokens,
-            ),
-            strict=True,
-        ):
-            if count:
-                child.inc(count)
+        input_, output, created, read = children
+        if usage.input_tokens:
+            input_.inc(usage.input_tokens)
+        if usage.output_tokens:
+            output.inc(usage.output_tokens)
+        if usage.cache_creation_input_tokens:
+            created.inc(usage.cache_creation_input_tokens)
+        if usage.cache_read_input_tokens:
+            read.inc(usage.cache_read_input_tokens)
 
     def generation_failed(self, model: str, error_type: str) -> None:
         self._failures.labels(model, error_type).inc()
