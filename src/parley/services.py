@@ -34,7 +34,7 @@ from parley.telemetry.metrics import Metrics, PrometheusMetrics
 from parley.telemetry.tracing import Tracing
 
 
-@dataclass
+@dataclass(eq=False)
 class Services:
     settings: Settings
     clock: Clock

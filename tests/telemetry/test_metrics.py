@@ -336,3 +336,14 @@ async def test_metrics_for_admin_keys_only(tmp_path: Path) -> None:
     assert ordinary.status_code == 403
     assert ordinary.json()["error"]["type"] == "permission_error"
     assert s.total("parley_http_requests_total", route="/metrics", status="403") == 1
+
+
+async def test_openmetrics_when_the_scraper_asks_for_it(tmp_path: Path) -> None:
+    async with running_app(scripted_settings(tmp_path)) as (_, http):
+        assert (await http.post(MESSAGES, json=body())).status_code == 200
+        response = await http.get(
+            "/metrics", headers={"accept": "application/openmetrics-text; version=1.0.0"}
+        )
+    assert response.headers["content-type"].startswith("application/openmetrics-text")
+    assert response.text.endswith("# EOF\n")
+    assert "parley_http_requests_total{" in response.text
