@@ -34,7 +34,6 @@ class EdgeMiddleware:
         token = enter_request(context)
         svc.metrics.request_started()
         method: str = scope["method"]
-        context.span = svc.tracing.request_span(method, scope["path"], rid, scope["headers"])
         extra = [
             (b"request-id", rid.encode()),
             (b"anthropic-organization-id", svc.organization_id.encode()),
@@ -49,6 +48,7 @@ class EdgeMiddleware:
             await send(message)
 
         try:
+            context.span = svc.tracing.request_span(method, scope["path"], rid, scope["headers"])
             length = _content_length(scope)
             if length is not None and length > _body_limit(scope, svc.settings):
                 await _too_large(send_with_headers)
