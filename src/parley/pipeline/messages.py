@@ -10,6 +10,10 @@ an admitted one that its engine refuses is refunded: neither costs the client
 anything, and nothing upstream was started for either. Batch requests differ in
 two named ways (`Priority`): they skip the per-minute limits (the API counts batch
 work apart), and they wait behind interactive requests for an engine.
+
+Telemetry: an HTTP request's model, time to first token, tokens and any failure
+after the start go to `Metrics`; its steps are spans when tracing is on. Batch work
+reports its tokens and failures only.
 """
 
 from __future__ import annotations
