@@ -212,6 +212,16 @@ class Settings(BaseSettings):
     # api-spec §6.2: pings while a stream is idle (real API: about every 5 s).
     ping_interval: float = 5.0
     log_level: str = "info"
+    # "json": one JSON object a line (time, level, logger, message, request_id, ...).
+    log_format: Literal["text", "json"] = "text"
+    # GET /metrics for Prometheus: "open" to whoever reaches the port (its labels carry
+    # no key, id or content), "admin" for admin keys only (x-api-key or Bearer), "off"
+    # (no endpoint, and nothing is counted).
+    metrics: Literal["open", "admin", "off"] = "open"
+    # OpenTelemetry traces of the request path, sent over OTLP/HTTP to this collector
+    # (its base URL, e.g. http://otel-collector:4318); unset: no tracing. Needs the
+    # `parley[otel]` extra.
+    otlp_endpoint: str | None = None
     # Keys, usage and batches: SQLite in the data dir unless a URL is given,
     # e.g. postgresql://user@127.0.0.1:5432/parley.
     database_url: str | None = None

@@ -12,7 +12,7 @@ import asyncio
 import time
 import uuid
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from parley.batches.service import BatchService
 from parley.batches.worker import BatchWorker, WorkerSettings
@@ -34,9 +34,11 @@ from parley.store.key_changes import key_changes
 from parley.store.keys import KeyStore
 from parley.store.usage import UsageStore
 from parley.store.usage_recorder import UsageRecorder
+from parley.telemetry.metrics import Metrics, PrometheusMetrics
+from parley.telemetry.tracing import Tracing
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Services:
     settings: Settings
     clock: Clock
@@ -51,7 +53,12 @@ class Services:
     batches: BatchService
     batch_worker: BatchWorker
     background: BackgroundWork
+    metrics: Metrics
+    tracing: Tracing
     _stack: AsyncExitStack
+    # Set while the process drains before exit: /readyz answers 503 so that load
+    # balancers send new requests elsewhere.
+    draining: bool = field(default=False)
 
     async def drain(self) -> None:
         """Finish background writes (settlements, key use) and write held usage."""
@@ -62,8 +69,17 @@ class Services:
         await self._stack.aclose()
 
 
-async def start_services(settings: Settings, *, clock: Clock = time.time) -> Services:
+async def start_services(
+    settings: Settings, *, clock: Clock = time.time, tracing: Tracing | None = None
+) -> Services:
+    """`tracing`: spans go there instead of to `settings.otlp_endpoint` (tests)."""
     async with AsyncExitStack() as stack:
+        metrics = PrometheusMetrics() if settings.metrics != "off" else Metrics()
+        if tracing is None:
+            tracing = Tracing.from_endpoint(settings.otlp_endpoint)
+        # Last to go: spans of the shutdown itself are exported too (off the loop: an
+        # unreachable collector makes the final export wait for its timeout).
+        stack.push_async_callback(asyncio.to_thread, tracing.shutdown)
         await asyncio.to_thread(settings.data_dir.mkdir, parents=True, exist_ok=True)
         organization_id = await asyncio.to_thread(_organization_id, settings)
         # Closed in reverse: the worker and the engines stop first, then background
@@ -81,8 +97,11 @@ async def start_services(settings: Settings, *, clock: Clock = time.time) -> Ser
         stack.push_async_callback(usage.aclose)
         background = BackgroundWork()
         stack.push_async_callback(background.drain)
-        limiter = RateLimiter(buckets, settings, usage.tokens_since, clock)
+        limiter = RateLimiter(
+            buckets, settings, usage.tokens_since, clock, on_refusal=metrics.rate_limited
+        )
         registry = ModelRegistry.from_settings(settings)
+        metrics.watch(registry)
         stack.push_async_callback(registry.aclose)
         await registry.start()
         changes = key_changes(database)
@@ -102,6 +121,8 @@ async def start_services(settings: Settings, *, clock: Clock = time.time) -> Ser
             files=files,
             clock=clock,
             spawn=background.spawn,
+            metrics=metrics,
+            tracing=tracing,
         )
         worker = BatchWorker(
             BatchLeaseStore(database),
@@ -139,6 +160,8 @@ async def start_services(settings: Settings, *, clock: Clock = time.time) -> Ser
             batches=batches,
             batch_worker=worker,
             background=background,
+            metrics=metrics,
+            tracing=tracing,
             _stack=stack.pop_all(),
         )
     return services

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from parley.core.slots import SlotPool
+from parley.core.slots import Occupancy, SlotPool, background
 from parley.errors import OverloadedError
 
 
@@ -173,3 +173,27 @@ async def test_admitted_requests_are_not_refused_when_they_queue() -> None:
     assert await second == 0
     pool.release(0)
     assert pool.busy == 0
+
+
+async def test_occupancy_counts_batch_work_apart() -> None:
+    pool = SlotPool(["a", "b"], max_waiting=4)
+    assert pool.occupancy() == Occupancy(2, 0, 0, 0, 0)
+
+    async def batch_slot() -> str:
+        with background():
+            return await pool.acquire()
+
+    interactive = await pool.acquire()
+    batch = await batch_slot()
+    waiting_batch = asyncio.create_task(batch_slot())  # one batch slot at most of two
+    await settle()
+    assert pool.occupancy() == Occupancy(2, 2, 0, 1, 1)
+    waiting = asyncio.create_task(pool.acquire())
+    await settle()
+    assert pool.occupancy() == Occupancy(2, 2, 1, 1, 1)
+    pool.release(interactive)  # to the interactive request waiting, before the batch one
+    assert await waiting == interactive
+    assert pool.occupancy() == Occupancy(2, 2, 0, 1, 1)
+    pool.release(batch)
+    assert await waiting_batch == batch
+    assert pool.occupancy() == Occupancy(2, 2, 0, 1, 0)

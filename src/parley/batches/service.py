@@ -26,7 +26,12 @@ from parley.core.versions import APIVersion
 from parley.errors import InvalidRequestError, NotFoundError
 from parley.protocol.batches import MAX_REQUESTS, MessageBatch, ProcessingStatus
 from parley.ratelimit.limiter import Clock
-from parley.store.batch_records import BatchRecordStore, DuplicateCustomId, NewRequest
+from parley.store.batch_records import (
+    BatchProgress,
+    BatchRecordStore,
+    DuplicateCustomId,
+    NewRequest,
+)
 from parley.store.batch_tables import ENDED, BatchRecord
 
 # Requests written per transaction while a create body streams in.
@@ -163,6 +168,10 @@ class BatchService:
     async def finished_count(self, batch_id: str) -> int:
         """How many of the batch's requests have a result so far: its progress."""
         return await self._store.finished_count(batch_id)
+
+    async def progress(self) -> BatchProgress:
+        """Every batch's progress at once (all keys), for metrics."""
+        return await self._store.progress()
 
     async def cancel(self, key_id: str, batch_id: str) -> BatchRecord:
         # Canceling a batch that is already canceling or has ended changes nothing and

@@ -33,15 +33,18 @@ def serve(
     """Start the API server."""
     settings = read_settings(config, host=host, port=port, workers=workers, data_dir=data_dir)
     from parley.server.serve import run, setup_logging
+    from parley.telemetry.tracing import TracingUnavailable
 
-    setup_logging(settings.log_level)
-    if settings.workers > 1:
-        from parley.server.workers import run_workers
-
-        run_workers(settings)
-        return
+    setup_logging(settings)
     try:
-        asyncio.run(run(settings))
+        if settings.workers > 1:
+            from parley.server.workers import run_workers
+
+            run_workers(settings)
+        else:
+            asyncio.run(run(settings))
+    except TracingUnavailable as exc:
+        raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
         # uvicorn shut down gracefully, then re-raised the signal: a normal stop.
         log.info("Parley stopped")

@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from parley.errors import OverloadedError
@@ -37,6 +38,17 @@ def background() -> Iterator[None]:
         yield
     finally:
         _BACKGROUND.reset(token)
+
+
+@dataclass(frozen=True)
+class Occupancy:
+    """A pool's slots and queue at one moment, for metrics (batch work counted apart)."""
+
+    slots: int
+    busy: int
+    waiting: int
+    busy_background: int
+    waiting_background: int
 
 
 class SlotPool(Generic[T]):
@@ -66,6 +78,11 @@ class SlotPool(Generic[T]):
     @property
     def busy_background(self) -> int:
         return len(self._background_held)
+
+    def occupancy(self) -> Occupancy:
+        return Occupancy(
+            self.size, self.busy, self.waiting, self.busy_background, self.waiting_background
+        )
 
     def admit(self) -> None:
         if _BACKGROUND.get():

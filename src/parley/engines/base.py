@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from parley.core.generation import EngineCapabilities, EngineEvent, GenerationRequest
+from parley.core.slots import Occupancy
 
-__all__ = ["Engine", "EngineCapabilities", "Generation", "PreparedGeneration"]
+__all__ = ["Engine", "EngineCapabilities", "Generation", "Occupancy", "PreparedGeneration"]
 
 S = TypeVar("S")
 
@@ -98,6 +99,16 @@ class Engine(ABC, Generic[S]):
     async def check_health(self) -> None:
         """Raise if the engine cannot serve now (an upstream engine asks its server);
         the router uses it to bring an ejected backend back."""
+
+    def is_ready(self) -> bool:
+        """Whether it takes requests now, as far as it knows without any IO (readiness
+        probes ask this often): started, and for a router, a backend in rotation."""
+        return True
+
+    def occupancy(self) -> Occupancy | None:
+        """Its slots and wait queue now, for metrics; None for an engine without them
+        (an upstream's server keeps its own queue). Read-only and cheap."""
+        return None
 
     async def aclose(self) -> None:
         """Release resources."""

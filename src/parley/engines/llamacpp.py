@@ -34,7 +34,7 @@ from parley.core.generation import (
     ToolCallStart,
     ToolInputChunk,
 )
-from parley.core.slots import SlotPool
+from parley.core.slots import Occupancy, SlotPool
 from parley.engines.base import Engine, Generation, PreparedGeneration
 from parley.engines.chat_template import ChatTemplate
 from parley.engines.hermes import CallSplitter, CallStartOut, InputOut, SplitEvent, TextOut
@@ -212,6 +212,12 @@ class LlamaCppEngine(Engine[_Prompt]):
                     return
         finally:
             cancelled.set()
+
+    def is_ready(self) -> bool:
+        return self._pool is not None
+
+    def occupancy(self) -> Occupancy | None:
+        return self._pool.occupancy() if self._pool is not None else None
 
     async def aclose(self) -> None:
         for slot in self._slots:

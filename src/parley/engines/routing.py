@@ -25,7 +25,13 @@ from typing import Any
 
 from parley.config import RoutingConfig
 from parley.core.generation import EngineEvent, GenerationRequest
-from parley.engines.base import Engine, EngineCapabilities, Generation, PreparedGeneration
+from parley.engines.base import (
+    Engine,
+    EngineCapabilities,
+    Generation,
+    Occupancy,
+    PreparedGeneration,
+)
 from parley.errors import (
     APIError,
     GatewayTimeoutError,
@@ -51,6 +57,7 @@ class Backend:
     failures: int = 0  # in a row
     ejected: bool = False
     last_error: str | None = None
+    ejections: int = 0  # times taken out of rotation since start (a metric)
 
 
 @dataclass(eq=False)
@@ -101,6 +108,22 @@ class RoutedEngine(Engine[_Routed]):
         for backend in self.backends:
             await backend.engine.aclose()
 
+    def is_ready(self) -> bool:
+        return any(not b.ejected and b.engine.is_ready() for b in self.backends)
+
+    def occupancy(self) -> Occupancy | None:
+        """The local backends' slots added up; None when every backend is upstream."""
+        pools = [o for b in self.backends if (o := b.engine.occupancy()) is not None]
+        if not pools:
+            return None
+        return Occupancy(
+            sum(o.slots for o in pools),
+            sum(o.busy for o in pools),
+            sum(o.waiting for o in pools),
+            sum(o.busy_background for o in pools),
+            sum(o.waiting_background for o in pools),
+        )
+
     # -- choosing -----------------------------------------------------------------------------
 
     def _pick(self, tried: list[Backend]) -> Backend | None:
@@ -122,6 +145,7 @@ class RoutedEngine(Engine[_Routed]):
         backend.last_error = f"{error.type}: {error.message}"
         if backend.failures >= self.routing.eject_after and not backend.ejected:
             backend.ejected = True
+            backend.ejections += 1
             log.warning(
                 "backend %s ejected after %d failures in a row (%s); health-checking it",
                 backend.name,

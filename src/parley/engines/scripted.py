@@ -58,7 +58,7 @@ from parley.core.generation import (
     ToolResult,
     Turn,
 )
-from parley.core.slots import SlotPool
+from parley.core.slots import Occupancy, SlotPool
 from parley.core.tool_schemas import minimal_instance
 from parley.engines.base import Engine, Generation, PreparedGeneration
 from parley.errors import ERROR_CLASSES_BY_TYPE, InternalServerError, InvalidRequestError
@@ -139,6 +139,9 @@ class ScriptedEngine(Engine[Script]):
     @property
     def pool(self) -> SlotPool[int]:
         return self._pool
+
+    def occupancy(self) -> Occupancy:
+        return self._pool.occupancy()
 
     async def count_tokens(self, request: GenerationRequest) -> int:
         return len(tokenize(render_prompt(request)))

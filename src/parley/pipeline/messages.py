@@ -10,11 +10,16 @@ an admitted one that its engine refuses is refunded: neither costs the client
 anything, and nothing upstream was started for either. Batch requests differ in
 two named ways (`Priority`): they skip the per-minute limits (the API counts batch
 work apart), and they wait behind interactive requests for an engine.
+
+Telemetry: an HTTP request's model, time to first token, tokens and any failure
+after the start go to `Metrics`; its steps are spans when tracing is on. Batch work
+reports its tokens and failures only.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import aclosing, nullcontext
 from datetime import UTC, datetime
@@ -28,17 +33,23 @@ from parley.core.records import ApiKey, UsageRecord
 from parley.core.slots import background
 from parley.engines.base import Generation
 from parley.engines.registry import ModelEntry, ModelRegistry
+from parley.errors import APIError
 from parley.pipeline.files import FileService
 from parley.protocol.requests import CountTokensParams, MessageCreateParams
 from parley.protocol.responses import Message
 from parley.protocol.stream import StreamEvent
 from parley.ratelimit.limiter import Admission, Clock, RateLimiter
 from parley.store.usage_recorder import UsageRecorder
+from parley.telemetry.context import RequestContext, current_request
+from parley.telemetry.metrics import Metrics
+from parley.telemetry.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
 Priority = Literal["interactive", "batch"]
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
+
+_NOT_TRACED = Tracing()
 
 
 class MessageRun:
@@ -52,6 +63,12 @@ class MessageRun:
         headers: dict[str, str],
         priority: Priority,
         settle: Callable[[MessageStream], None],
+        *,
+        model: str = "",
+        metrics: Metrics | None = None,
+        context: RequestContext | None = None,
+        tracing: Tracing = _NOT_TRACED,
+        span: Any = None,
     ) -> None:
         self.stream = stream
         self.headers = headers
@@ -59,14 +76,37 @@ class MessageRun:
         self._priority = priority
         self._settle = settle
         self._settled = False
+        self._model = model
+        self._metrics = metrics or Metrics()
+        self._context = context  # the HTTP request's, for the time to first token
+        self._tracing = tracing
+        self._span = span  # the generation's span, when traced
 
     async def events(self) -> AsyncIterator[StreamEvent]:
+        first = self._context is not None or self._span is not None
         try:
             async with aclosing(self._generation.events) as source:
                 async for event in self.stream.events(source):
+                    if first and event.type == "content_block_start":
+                        first = False
+                        self._first_content()
                     yield event
+        except Exception as exc:
+            self._metrics.generation_failed(
+                self._model, exc.type if isinstance(exc, APIError) else "api_error"
+            )
+            if self._span is not None:
+                self._tracing.failed(self._span, exc)
+            raise
         finally:
             self._finish()
+
+    def _first_content(self) -> None:
+        if self._context is not None:
+            seconds = time.perf_counter() - self._context.started
+            self._metrics.first_token(self._model, seconds)
+            if self._span is not None:
+                self._span.add_event("first_token", {"parley.time_to_first_token_s": seconds})
 
     async def message(self) -> Message:
         with background() if self._priority == "batch" else nullcontext():
@@ -84,7 +124,19 @@ class MessageRun:
     def _finish(self) -> None:
         if not self._settled:
             self._settled = True
-            self._settle(self.stream)
+            if self._span is not None:
+                self._end_span()
+            with self._tracing.span("settle"):
+                self._settle(self.stream)
+
+    def _end_span(self) -> None:
+        message, span = self.stream.message, self._span
+        span.set_attribute("gen_ai.response.id", message.id)
+        span.set_attribute("gen_ai.usage.input_tokens", message.usage.input_tokens)
+        span.set_attribute("gen_ai.usage.output_tokens", message.usage.output_tokens)
+        if message.stop_reason is not None:
+            span.set_attribute("gen_ai.response.finish_reasons", [message.stop_reason])
+        span.end()
 
 
 class MessagePipeline:
@@ -99,6 +151,8 @@ class MessagePipeline:
         spawn: Spawn,
         documents: DocumentFetch | None = None,
         files: FileService | None = None,
+        metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._registry = registry
         self._limiter = limiter
@@ -108,30 +162,40 @@ class MessagePipeline:
         self._files = files
         self._clock = clock
         self._spawn = spawn
+        self._metrics = metrics or Metrics()
+        self._tracing = tracing or _NOT_TRACED
 
     async def open(
         self, key: ApiKey, params: MessageCreateParams, *, priority: Priority = "interactive"
     ) -> MessageRun:
         """Everything that can fail with an HTTP error happens here, before any byte of
         the response is sent."""
+        # An HTTP request's (batch work has none): its model is labelled, its path traced.
+        context = current_request() if priority == "interactive" else None
+        tracing = self._tracing if context is not None else _NOT_TRACED
         entry = self._registry.resolve(params.model)
-        await self._limiter.check_budget(key, entry.id)
+        if context is not None:
+            context.model = entry.id
+        with tracing.span("budget"):
+            await self._limiter.check_budget(key, entry.id)
         engine = entry.engine
-        request = await generation_request(params, engine.capabilities, self._sources(key))
-        check_max_tokens(request.max_tokens, entry.max_output_tokens, params.model)
-        prepared = await engine.prepare(request)
+        with tracing.span("prepare"):
+            request = await generation_request(params, engine.capabilities, self._sources(key))
+            check_max_tokens(request.max_tokens, entry.max_output_tokens, params.model)
+            prepared = await engine.prepare(request)
         admission: Admission | None = None
         try:
             check_context(prepared.input_tokens, request.max_tokens, engine.context_window)
             if priority == "interactive":
-                admission = await self._limiter.admit_message(
-                    key, entry.id, prepared.input_tokens, request.max_tokens
-                )
+                with tracing.span("admit"):
+                    admission = await self._limiter.admit_message(
+                        key, entry.id, prepared.input_tokens, request.max_tokens
+                    )
         except BaseException:
             engine.discard(prepared)
             raise
         try:
-            with background() if priority == "batch" else nullcontext():
+            with background() if priority == "batch" else nullcontext(), tracing.span("open"):
                 generation = await engine.open(prepared)
         except Exception:
             if admission is not None:
@@ -143,12 +207,21 @@ class MessagePipeline:
                 self._spawn(self._limiter.refund(admission))
             raise
         stream = MessageStream(request, generation.input_tokens)
+        span = tracing.start_span("generation")
+        if span is not None:
+            span.set_attribute("gen_ai.request.model", entry.id)
+            span.set_attribute("gen_ai.request.max_tokens", request.max_tokens)
         return MessageRun(
             stream,
             generation,
             admission.headers if admission is not None else {},
             priority,
-            lambda done: self._settle(key, entry, admission, done),
+            lambda done: self._settle(key, entry, admission, done, priority),
+            model=entry.id,
+            metrics=self._metrics,
+            context=context,
+            tracing=tracing,
+            span=span,
         )
 
     async def count_tokens(
@@ -157,6 +230,9 @@ class MessagePipeline:
         """The prompt's size as the model would be given it, and the rate-limit headers
         (count_tokens has a request bucket of its own, api-spec §8)."""
         entry = self._registry.resolve(params.model)
+        context = current_request()
+        if context is not None:
+            context.model = entry.id
         headers = await self._limiter.admit_count_tokens(key, entry.id)
         engine = entry.engine
         counted = await counting_request(params, engine.capabilities, self._sources(key))
@@ -172,13 +248,19 @@ class MessagePipeline:
         )
 
     def _settle(
-        self, key: ApiKey, entry: ModelEntry, admission: Admission | None, done: MessageStream
+        self,
+        key: ApiKey,
+        entry: ModelEntry,
+        admission: Admission | None,
+        done: MessageStream,
+        priority: Priority,
     ) -> None:
         """However the message ended (completed, failed, cut off), the unused output
         reservation goes back and its usage is recorded."""
         usage = done.usage
         if admission is not None:
             self._spawn(self._limiter.settle(admission, usage.output_tokens))
+        self._metrics.tokens(entry.id, priority, usage)
         self._usage.record(
             UsageRecord(
                 key_id=key.id,

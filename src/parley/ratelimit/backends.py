@@ -17,6 +17,9 @@ class BucketBackend(ABC):
     async def give(self, demand: Demand, now: float) -> None:
         """Return `demand.amount` (an unused reservation), capped at capacity."""
 
+    async def ping(self) -> None:  # noqa: B027 (optional hook)
+        """Raise when the buckets cannot be reached (readiness probes)."""
+
     async def aclose(self) -> None:  # noqa: B027 (optional hook)
         pass
 
@@ -119,6 +122,9 @@ class RedisBackend(BucketBackend):
 
     async def give(self, demand: Demand, now: float) -> None:
         await self._give(keys=[self._key(demand)], args=[repr(now), demand.capacity, demand.amount])
+
+    async def ping(self) -> None:
+        await self._redis.ping()
 
     async def aclose(self) -> None:
         await self._redis.aclose()

@@ -22,6 +22,14 @@ from parley.ratelimit.buckets import Decision, Demand, Reading
 
 Clock = Callable[[], float]
 TokensSince = Callable[[str, datetime], Awaitable[int]]
+# Told of each refusal: the limit's name (`requests`, `input-tokens`, `output-tokens`,
+# `count-tokens-requests`, `monthly-budget`) and the model id.
+OnRefusal = Callable[[str, str], None]
+
+
+def _ignore(limit: str, model: str) -> None:
+    return None
+
 
 _UNITS = {
     "requests": "requests per minute",
@@ -61,14 +69,20 @@ class RateLimiter:
         settings: Settings,
         tokens_since: TokensSince,
         clock: Clock = time.time,
+        on_refusal: OnRefusal = _ignore,
     ) -> None:
         self._backend = backend
         self._settings = settings
         self._tokens_since = tokens_since
         self._clock = clock
+        self._on_refusal = on_refusal
 
     def now(self) -> float:
         return self._clock()
+
+    async def ping(self) -> None:
+        """Raise when the bucket backend cannot be reached."""
+        await self._backend.ping()
 
     async def check_budget(self, key: ApiKey, model: str | None = None) -> None:
         """Refuse when this month's budget is spent. With `model`, the refusal carries
@@ -80,6 +94,7 @@ class RateLimiter:
         since = month_start(now)
         if await self._tokens_since(key.id, since) < budget:
             return
+        self._on_refusal("monthly-budget", model or "")
         resets = next_month_start(now)
         headers: dict[str, str] = {}
         if model is not None:
@@ -115,7 +130,7 @@ class RateLimiter:
         decision = await self._backend.take(demands, self._clock())
         headers = ratelimit_headers(names, decision.readings)
         if not decision.allowed:
-            raise self._refusal(key, names, demands, decision, headers)
+            raise self._refusal(key, model, names, demands, decision, headers)
         return Admission(headers, tuple(demands))
 
     async def admit_count_tokens(self, key: ApiKey, model: str) -> dict[str, str]:
@@ -128,7 +143,7 @@ class RateLimiter:
         decision = await self._backend.take(demands, self._clock())
         headers = ratelimit_headers(names, decision.readings)
         if not decision.allowed:
-            raise self._refusal(key, names, demands, decision, headers)
+            raise self._refusal(key, model, names, demands, decision, headers, counting=True)
         return headers
 
     async def settle(self, admission: Admission, output_tokens: int) -> None:
@@ -155,13 +170,19 @@ class RateLimiter:
     def _refusal(
         self,
         key: ApiKey,
+        model: str,
         names: list[str],
         demands: list[Demand],
         decision: Decision,
         headers: dict[str, str],
+        *,
+        counting: bool = False,
     ) -> RateLimitError:
         assert decision.blocking is not None
         name, demand = names[decision.blocking], demands[decision.blocking]
+        self._on_refusal(
+            "count-tokens-requests" if counting and name == "requests" else name, model
+        )
         message = (
             f"This request would exceed the rate limit for your API key ({key.id}) of "
             f"{demand.capacity:,} {_UNITS[name]}. You can see the response headers for "

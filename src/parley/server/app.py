@@ -17,7 +17,16 @@ from parley.server.errors import (
     handle_unexpected,
 )
 from parley.server.middleware import EdgeMiddleware
-from parley.server.routes import admin, batches, files, messages, models, root, web
+from parley.server.routes import (
+    admin,
+    batches,
+    files,
+    messages,
+    models,
+    operations,
+    root,
+    web,
+)
 from parley.services import Services
 
 
@@ -47,6 +56,9 @@ def routes() -> list[BaseRoute]:
             admin.messages_usage_report,
             methods=["GET"],
         ),
+        Route("/metrics", operations.metrics, methods=["GET"]),
+        Route("/healthz", operations.healthz, methods=["GET", "HEAD"]),
+        Route("/readyz", operations.readyz, methods=["GET", "HEAD"]),
         *web.routes(),
     ]
 

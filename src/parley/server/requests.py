@@ -43,6 +43,11 @@ async def authenticate(request: Request, *, admin: bool = False) -> tuple[ApiKey
 
     Admin keys are for the admin endpoints only, and only admin keys may use them.
     """
+    with services(request).tracing.span("auth"):
+        return await _authenticate(request, admin)
+
+
+async def _authenticate(request: Request, admin: bool) -> tuple[ApiKey, APIVersion]:
     secret = presented_key(request)
     if secret is None:
         raise AuthenticationError("x-api-key header is required")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import sys
 from collections.abc import Callable
 
 import uvicorn
@@ -19,16 +18,13 @@ from parley.server.app import create_app
 from parley.services import Services, start_services
 from parley.store.database import open_database
 from parley.store.keys import CreatedKey, KeyStore
+from parley.telemetry.logs import configure_logging
 
 log = logging.getLogger("parley")
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def setup_logging(settings: Settings) -> None:
+    configure_logging(settings.log_level, settings.log_format)
     # httpx logs every upstream request at INFO; the engines log upstream failures.
     logging.getLogger("httpx").setLevel(logging.WARNING)
 

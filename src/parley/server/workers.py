@@ -136,7 +136,7 @@ class _Supervisor:
 
 
 def _worker(settings: Settings, sock: socket.socket, ready: Queue[int], index: int) -> None:
-    setup_logging(settings.log_level)
+    setup_logging(settings)
     # The parent passes SIGINT on as SIGTERM; a terminal's Ctrl-C reaches the whole
     # process group, and the parent decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -40,6 +40,14 @@ class ResultRow:
     result: str | None
 
 
+@dataclass(frozen=True)
+class BatchProgress:
+    """Batches by processing status, and the requests of batches still open by state."""
+
+    batches: dict[str, int]
+    requests: dict[str, int]
+
+
 class DuplicateCustomId(Exception):
     """A custom_id that the batch already holds."""
 
@@ -168,6 +176,25 @@ class BatchRecordStore(BatchTables):
         )
         async with self._engine.connect() as conn:
             return {state: int(n) for state, n in await conn.execute(query)}
+
+    async def progress(self) -> BatchProgress:
+        """For metrics: two grouped counts over the status and (batch_id, state) indexes;
+        ended batches' requests are not counted again."""
+        batches = (
+            select(_b.c.processing_status, func.count())
+            .where(_b.c.processing_status != CREATING)
+            .group_by(_b.c.processing_status)
+        )
+        requests = (
+            select(_r.c.state, func.count())
+            .select_from(_r.join(_b, _b.c.id == _r.c.batch_id))
+            .where(_b.c.processing_status.in_((IN_PROGRESS, CANCELING)))
+            .group_by(_r.c.state)
+        )
+        async with self._engine.connect() as conn:
+            by_status = {status: int(n) for status, n in await conn.execute(batches)}
+            by_state = {state: int(n) for state, n in await conn.execute(requests)}
+        return BatchProgress(by_status, by_state)
 
     # -- changing ---------------------------------------------------------------------
 

@@ -83,6 +83,12 @@ async def open_database(url: str) -> AsyncEngine:
         raise DatabaseUnavailable(str(exc)) from exc
 
 
+async def ping(engine: AsyncEngine) -> None:
+    """One round trip to the database (readiness probes); raises when it is unreachable."""
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+
+
 async def _open(url: str) -> AsyncEngine:
     parsed = make_url(async_url(url))
     if parsed.drivername.startswith("sqlite") and parsed.database:
