@@ -13,6 +13,7 @@ import time
 import uuid
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import timedelta
 
 from parley.batches.service import BatchService
 from parley.batches.worker import BatchWorker, WorkerSettings
@@ -22,12 +23,14 @@ from parley.pipeline.background import BackgroundWork
 from parley.pipeline.image_urls import ImageFetcher, ImageFetchPolicy
 from parley.pipeline.keyring import Keyring
 from parley.pipeline.messages import MessagePipeline
+from parley.pipeline.threads import Threads
 from parley.ratelimit.backends import BucketBackend, MemoryBackend, RedisBackend
 from parley.ratelimit.limiter import Clock, RateLimiter
 from parley.store.batch_leases import BatchLeaseStore
 from parley.store.batch_records import BatchRecordStore
 from parley.store.database import Database, open_database
 from parley.store.keys import KeyStore
+from parley.store.threads import ThreadStore
 from parley.store.usage import UsageStore
 from parley.store.usage_recorder import UsageRecorder
 
@@ -43,6 +46,7 @@ class Services:
     limiter: RateLimiter
     registry: ModelRegistry
     pipeline: MessagePipeline
+    threads: Threads
     batches: BatchService
     batch_worker: BatchWorker
     background: BackgroundWork
@@ -81,10 +85,16 @@ async def start_services(settings: Settings, *, clock: Clock = time.time) -> Ser
         stack.push_async_callback(registry.aclose)
         await registry.start()
         keys = Keyring(KeyStore(database), clock, background.spawn)
+        threads = Threads(
+            ThreadStore(database), clock, timedelta(days=settings.thread_lifetime_days)
+        )
+        threads.start()
+        stack.push_async_callback(threads.aclose)
         pipeline = MessagePipeline(
             registry,
             limiter,
             usage,
+            threads,
             images=_image_fetcher(settings),
             clock=clock,
             spawn=background.spawn,
@@ -121,6 +131,7 @@ async def start_services(settings: Settings, *, clock: Clock = time.time) -> Ser
             limiter=limiter,
             registry=registry,
             pipeline=pipeline,
+            threads=threads,
             batches=batches,
             batch_worker=worker,
             background=background,

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from parley.core.threads import thread_unsupported_request, unthreadable_blocks
 from parley.core.validation_errors import invalid_request_from
 from parley.core.versions import APIVersion
 from parley.errors import InvalidRequestError
@@ -38,4 +39,10 @@ def parse_params(raw: bytes, model: type[M], version: APIVersion) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
+        # Blocks this server does not read, in a request that asks for a thread: named
+        # the way the threads beta names what it cannot thread, so the SDKs' tool
+        # runner resends the turn without one (message-threads doc §1.5).
+        unsupported = unthreadable_blocks(data)
+        if unsupported:
+            raise thread_unsupported_request(unsupported) from None
         raise invalid_request_from(exc) from None

@@ -10,10 +10,15 @@ an admitted one that its engine refuses is refunded: neither costs the client
 anything, and nothing upstream was started for either. Batch requests differ in
 two named ways (`Priority`): they skip the per-minute limits (the API counts batch
 work apart), and they wait behind interactive requests for an engine.
+
+A request with a `thread` is checked and, for a `continue`, claimed and made into the
+full conversation first (pipeline/threads.py); its turn is kept just before
+`message_stop` goes out, so a client that reads it can continue at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import aclosing, nullcontext
@@ -27,9 +32,10 @@ from parley.core.records import ApiKey, UsageRecord
 from parley.core.slots import background
 from parley.engines.base import Generation
 from parley.engines.registry import ModelEntry, ModelRegistry
+from parley.pipeline.threads import Threads, ThreadTurn
 from parley.protocol.requests import CountTokensParams, MessageCreateParams
 from parley.protocol.responses import Message
-from parley.protocol.stream import StreamEvent
+from parley.protocol.stream import MessageStopEvent, StreamEvent
 from parley.ratelimit.limiter import Admission, Clock, RateLimiter
 from parley.store.usage_recorder import UsageRecorder
 
@@ -50,6 +56,7 @@ class MessageRun:
         headers: dict[str, str],
         priority: Priority,
         settle: Callable[[MessageStream], None],
+        thread: ThreadTurn | None = None,
     ) -> None:
         self.stream = stream
         self.headers = headers
@@ -57,14 +64,26 @@ class MessageRun:
         self._priority = priority
         self._settle = settle
         self._settled = False
+        self._thread = thread
 
     async def events(self) -> AsyncIterator[StreamEvent]:
         try:
             async with aclosing(self._generation.events) as source:
                 async for event in self.stream.events(source):
+                    if isinstance(event, MessageStopEvent) and self._thread is not None:
+                        await self._keep_thread_turn()
                     yield event
         finally:
             self._finish()
+
+    async def _keep_thread_turn(self) -> None:
+        assert self._thread is not None
+        try:
+            await self._thread.keep(self.stream.message)
+        except Exception:
+            # The reply itself is whole; a `continue` from it finds no thread, and the
+            # SDKs then start a new one with the whole conversation.
+            log.exception("message thread turn %s could not be kept", self.stream.message.id)
 
     async def message(self) -> Message:
         with background() if self._priority == "batch" else nullcontext():
@@ -91,6 +110,7 @@ class MessagePipeline:
         registry: ModelRegistry,
         limiter: RateLimiter,
         usage: UsageRecorder,
+        threads: Threads,
         *,
         images: ImageFetch | None,
         clock: Clock,
@@ -99,6 +119,7 @@ class MessagePipeline:
         self._registry = registry
         self._limiter = limiter
         self._usage = usage
+        self._threads = threads
         self._images = images
         self._clock = clock
         self._spawn = spawn
@@ -110,6 +131,27 @@ class MessagePipeline:
         the response is sent."""
         entry = self._registry.resolve(params.model)
         await self._limiter.check_budget(key, entry.id)
+        if params.thread is None:
+            return await self._open(key, entry, params, priority, None)
+        thread = await self._threads.begin(key, entry.id, params)
+        try:
+            return await self._open(key, entry, thread.params, priority, thread)
+        except asyncio.CancelledError:
+            self._spawn(thread.release())
+            raise
+        except BaseException:
+            # Given back before the error goes out, so the client may send it again.
+            await thread.release()
+            raise
+
+    async def _open(
+        self,
+        key: ApiKey,
+        entry: ModelEntry,
+        params: MessageCreateParams,
+        priority: Priority,
+        thread: ThreadTurn | None,
+    ) -> MessageRun:
         engine = entry.engine
         request = await generation_request(params, engine.capabilities, self._images)
         check_max_tokens(request.max_tokens, entry.max_output_tokens, params.model)
@@ -137,7 +179,8 @@ class MessagePipeline:
             generation,
             admission.headers if admission is not None else {},
             priority,
-            lambda done: self._settle(key, entry, admission, done),
+            lambda done: self._settle(key, entry, admission, done, thread),
+            thread,
         )
 
     async def count_tokens(
@@ -152,10 +195,18 @@ class MessagePipeline:
         return await engine.count_tokens(counted), headers
 
     def _settle(
-        self, key: ApiKey, entry: ModelEntry, admission: Admission | None, done: MessageStream
+        self,
+        key: ApiKey,
+        entry: ModelEntry,
+        admission: Admission | None,
+        done: MessageStream,
+        thread: ThreadTurn | None,
     ) -> None:
         """However the message ended (completed, failed, cut off), the unused output
-        reservation goes back and its usage is recorded."""
+        reservation goes back and its usage is recorded; a thread turn that was not
+        kept gives its claim back."""
+        if thread is not None:
+            self._spawn(thread.release())
         usage = done.usage
         if admission is not None:
             self._spawn(self._limiter.settle(admission, usage.output_tokens))
