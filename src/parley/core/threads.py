@@ -68,11 +68,13 @@ def thread_continue_in_flight(previous_message_id: str) -> InvalidRequestError:
 
 
 def thread_fingerprint_mismatch(fields: Sequence[str]) -> InvalidRequestError:
-    names = ", ".join(f"`{f}`" for f in fields)
+    plural = len(fields) > 1
     return InvalidRequestError(
-        f"thread: {names} must stay the same across a Thread's turns; differing field"
-        f"{'s' if len(fields) > 1 else ''}: {names}. Send the values the Thread was created "
-        f"with, or replay the full conversation with {_CREATE} to change them.",
+        f"thread: A field that must stay the same across a Thread's turns differs from the "
+        f"value stored with the Thread; differing field{'s' if plural else ''}: "
+        f"{', '.join(f'`{f}`' for f in fields)}. Send the stored value"
+        f"{'s' if plural else ''}, or replay the full conversation with {_CREATE} to "
+        "change them.",
         details={"error_code": "thread_fingerprint_mismatch"},
     )
 
