@@ -376,3 +376,35 @@ def test_a_stream_cut_off_by_the_client_keeps_nothing(scripted_server: ParleyPro
         assert again.status_code == 200, again.text
         assert set(codes) <= {"thread_continue_in_flight"}
         assert again.json()["content"][0]["text"] == "Echo: two"
+
+
+def test_inline_tool_changes_make_the_runner_leave_the_thread(
+    sdk: anthropic.Anthropic, sent: Recorder
+) -> None:
+    """`add_tools()` sends a `tool_addition` block, which this server does not serve:
+    on a thread that is `thread_unsupported_request`, the runner resends the turn
+    without a thread, and the block is then refused as any unknown block is."""
+    runner = sdk.beta.messages.tool_runner(
+        model=MODEL,
+        max_tokens=100,
+        messages=user('tool: get_weather {"city": "Oslo", "unit": "celsius"}'),
+        tools=[get_weather],
+    )
+    first = next(iter(runner))
+    assert first.stop_reason == "tool_use"
+
+    @beta_tool
+    def get_time(zone: str) -> str:
+        """The time in a zone.
+
+        Args:
+            zone: The zone.
+        """
+        return "noon"
+
+    runner.add_tools(get_time)
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        list(runner)
+    assert sent.threads() == ["create", "continue", None]
+    assert len(sent.bodies[2]["messages"]) == 4  # the whole conversation, unthreaded
+    assert "tool_addition" in str(caught.value.body)

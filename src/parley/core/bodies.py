@@ -36,13 +36,13 @@ def parse_params(raw: bytes, model: type[M], version: APIVersion) -> M:
         for name in SAMPLING_FIELDS:
             if name in data:
                 raise InvalidRequestError(f"{name}: Extra inputs are not permitted")
+    # Blocks this server does not read, in a request that asks for a thread: named the
+    # way the threads beta names what it cannot thread, so the SDKs' tool runner resends
+    # the turn without one (message-threads doc §1.5).
+    unsupported = unthreadable_blocks(data) if "thread" in model.model_fields else []
+    if unsupported:
+        raise thread_unsupported_request(unsupported)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        # Blocks this server does not read, in a request that asks for a thread: named
-        # the way the threads beta names what it cannot thread, so the SDKs' tool
-        # runner resends the turn without one (message-threads doc §1.5).
-        unsupported = unthreadable_blocks(data)
-        if unsupported:
-            raise thread_unsupported_request(unsupported) from None
         raise invalid_request_from(exc) from None

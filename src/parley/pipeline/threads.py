@@ -79,7 +79,6 @@ class ThreadTurn:
         """The reply is complete: keep the turn (unless it was refused)."""
         if self._done or message.stop_reason == "refusal":
             return
-        self._done = True
         turn = StoredTurn(self._messages, reply_json(message))
         now, expires_at = self._threads.now_and_expiry()
         if self._continues is None:
@@ -87,13 +86,14 @@ class ThreadTurn:
                 message.id, self._key_id, self._fingerprint, self._system, self._tools
             )
             await self._threads.store.create(thread, turn, now, expires_at)
-            return
-        assert self._token is not None
-        kept = await self._threads.store.append(
-            self._continues, self._token, message.id, turn, expires_at
-        )
-        if not kept:
-            log.info("thread turn %s not kept: its claim lapsed or the thread expired", message.id)
+        else:
+            assert self._token is not None
+            kept = await self._threads.store.append(
+                self._continues, self._token, message.id, turn, expires_at
+            )
+            if not kept:
+                log.info("thread turn %s not kept: its claim lapsed or the thread went", message.id)
+        self._done = True
 
     async def release(self) -> None:
         """The turn ends without being kept: give its claim back."""
