@@ -103,10 +103,12 @@ async def test_a_turn_is_kept_only_under_its_claim(store: ThreadStore) -> None:
     found = await store.find("msg_01a")
     assert found is not None
     assert (found.continued_by, found.claim_token) == ("msg_01b", None)
-    newest = await store.find("msg_01b")
-    assert newest is not None
+    loaded = await store.load("msg_01b")
+    assert loaded is not None
+    newest, history = loaded
     assert (newest.position, newest.expires_at) == (1, LATER + timedelta(days=1))
-    assert await store.history(newest.thread_id, newest.position) == [TURN, TURN]
+    assert history == [TURN, TURN]
+    assert await store.load("msg_01a") == (found, [TURN])
 
 
 async def test_a_released_claim_may_be_taken_again(store: ThreadStore) -> None:

@@ -135,9 +135,10 @@ class Threads:
             )
         previous = thread.previous_message_id
         now = self.now()
-        reply = await self.store.find(previous)
-        if reply is None or reply.key_id != key.id or reply.expires_at <= now:
+        loaded = await self.store.load(previous)
+        if loaded is None or loaded[0].key_id != key.id or loaded[0].expires_at <= now:
             raise thread_not_found(previous)
+        reply, history = loaded
         if reply.continued_by is not None:
             raise thread_already_continued(previous)
         if reply.claimed(now):
@@ -145,7 +146,6 @@ class Threads:
         differing = differing_fields(json.loads(reply.fingerprint), current)
         if differing:
             raise thread_fingerprint_mismatch(differing)
-        history = await self.store.history(reply.thread_id, reply.position)
         full = continued_params(params, reply.system, reply.tools, history)
         token = secrets.token_hex(16)
         if not await self.store.claim(previous, token, now, now + CLAIM):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from parley.core.threads import StoredTurn
 from parley.store.schema import message_thread_turns as _t
@@ -87,6 +87,24 @@ class ThreadStore:
             )
 
     async def find(self, message_id: str) -> ThreadReply | None:
+        async with self._engine.connect() as conn:
+            return await self._find(conn, message_id)
+
+    async def load(self, message_id: str) -> tuple[ThreadReply, list[StoredTurn]] | None:
+        """A kept reply, and its thread's turns up to and including it, in order (one
+        connection, so one checkout)."""
+        async with self._engine.connect() as conn:
+            reply = await self._find(conn, message_id)
+            if reply is None:
+                return None
+            query = (
+                select(_t.c.messages, _t.c.reply)
+                .where(_t.c.thread_id == reply.thread_id, _t.c.position <= reply.position)
+                .order_by(_t.c.position)
+            )
+            return reply, [StoredTurn(m, r) for m, r in await conn.execute(query)]
+
+    async def _find(self, conn: AsyncConnection, message_id: str) -> ThreadReply | None:
         query = (
             select(
                 _t.c.message_id,
@@ -104,8 +122,7 @@ class ThreadStore:
             .join(_th, _th.c.id == _t.c.thread_id)
             .where(_t.c.message_id == message_id)
         )
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(query)).first()
+        row = (await conn.execute(query)).first()
         if row is None:
             return None
         return ThreadReply(
@@ -121,16 +138,6 @@ class ThreadStore:
             claim_token=row.claim_token,
             claim_until=aware(row.claim_until) if row.claim_until is not None else None,
         )
-
-    async def history(self, thread_id: str, up_to: int) -> list[StoredTurn]:
-        """The turns of a thread up to and including position `up_to`, in order."""
-        query = (
-            select(_t.c.messages, _t.c.reply)
-            .where(_t.c.thread_id == thread_id, _t.c.position <= up_to)
-            .order_by(_t.c.position)
-        )
-        async with self._engine.connect() as conn:
-            return [StoredTurn(m, r) for m, r in await conn.execute(query)]
 
     async def claim(self, message_id: str, token: str, now: datetime, until: datetime) -> bool:
         """Claim a reply for the turn that continues it: only one that nobody has
