@@ -269,6 +269,10 @@ class Settings(BaseSettings):
     batch_poll_interval: float = Field(default=1.0, gt=0)
     # Whether this process runs the batch worker (API-only replicas may turn it off).
     batch_worker: bool = True
+    # Message threads (beta) are kept this long after their last turn, then deleted;
+    # a `continue` after that gets `thread_not_found` (the SDKs then resend the whole
+    # conversation).
+    thread_lifetime_days: float = Field(default=30.0, gt=0)
 
     @classmethod
     def settings_customise_sources(

@@ -13,6 +13,7 @@ import time
 import uuid
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from parley.batches.service import BatchService
 from parley.batches.worker import BatchWorker, WorkerSettings
@@ -23,6 +24,7 @@ from parley.pipeline.files import FileLimits, FileService
 from parley.pipeline.image_urls import ImageFetcher, ImageFetchPolicy
 from parley.pipeline.keyring import Keyring
 from parley.pipeline.messages import MessagePipeline, Spawn
+from parley.pipeline.threads import Threads
 from parley.ratelimit.backends import BucketBackend, MemoryBackend, RedisBackend
 from parley.ratelimit.limiter import Clock, RateLimiter
 from parley.store.batch_leases import BatchLeaseStore
@@ -32,6 +34,7 @@ from parley.store.file_blobs import BlobStore, DatabaseBlobs, DirectoryBlobs
 from parley.store.files import FileRecordStore
 from parley.store.key_changes import key_changes
 from parley.store.keys import KeyStore
+from parley.store.threads import ThreadStore
 from parley.store.usage import UsageStore
 from parley.store.usage_recorder import UsageRecorder
 from parley.telemetry.metrics import Metrics, PrometheusMetrics
@@ -50,6 +53,7 @@ class Services:
     registry: ModelRegistry
     pipeline: MessagePipeline
     files: FileService
+    threads: Threads
     batches: BatchService
     batch_worker: BatchWorker
     background: BackgroundWork
@@ -112,10 +116,16 @@ async def start_services(
         files.start()
         stack.push_async_callback(files.aclose)
         fetcher = _url_fetcher(settings)
+        threads = Threads(
+            ThreadStore(database), clock, timedelta(days=settings.thread_lifetime_days)
+        )
+        threads.start()
+        stack.push_async_callback(threads.aclose)
         pipeline = MessagePipeline(
             registry,
             limiter,
             usage,
+            threads,
             images=fetcher,
             documents=fetcher,
             files=files,
@@ -157,6 +167,7 @@ async def start_services(
             registry=registry,
             pipeline=pipeline,
             files=files,
+            threads=threads,
             batches=batches,
             batch_worker=worker,
             background=background,

@@ -149,10 +149,7 @@ def test_tool_runner_helper_runs_the_loop(sdk: anthropic.Anthropic) -> None:
         calls.append({"city": city, "unit": unit})
         return f"21 degrees {unit} in {city}"
 
-    # thread=False: the runner resends the whole conversation each turn; server-side
-    # message threads (a newer beta) are not served here.
     runner = sdk.beta.messages.tool_runner(
-        thread=False,
         model=TEXT_MODEL,
         max_tokens=100,
         messages=user('tool: get_weather {"city": "Rome", "unit": "celsius"}'),

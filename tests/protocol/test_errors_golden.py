@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from parley.core.sse import error_frame
+from parley.core.threads import thread_not_found, thread_unsupported_request
 from parley.errors import (
     TOO_LARGE,
     APIError,
@@ -69,6 +70,11 @@ CASES: dict[str, Callable[[], Any]] = {
                 "paths": ["messages.0.content.1"],
             },
         )
+    ),
+    # message-threads doc §1.4: the SDKs read `details.error_code` (and `unsupported`).
+    "error_thread_not_found": lambda: http_body(thread_not_found("msg_01XFDUDYJgAACzvnptvVoYEL")),
+    "error_thread_unsupported_request": lambda: http_body(
+        thread_unsupported_request(["tool_addition"])
     ),
 }
 

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from parley.core.threads import thread_unsupported_request, unthreadable_blocks
 from parley.core.validation_errors import invalid_request_from
 from parley.core.versions import APIVersion
 from parley.errors import InvalidRequestError
@@ -36,6 +37,12 @@ def parse_params(raw: bytes, model: type[M], version: APIVersion) -> M:
         for name in SAMPLING_FIELDS:
             if name in data:
                 raise InvalidRequestError(f"{name}: Extra inputs are not permitted")
+    # Blocks this server does not read, in a request that asks for a thread: named the
+    # way the threads beta names what it cannot thread, so the SDKs' tool runner resends
+    # the turn without one (message-threads doc §1.5).
+    unsupported = unthreadable_blocks(data) if "thread" in model.model_fields else []
+    if unsupported:
+        raise thread_unsupported_request(unsupported)
     try:
         params = model.model_validate(data)
     except ValidationError as exc:

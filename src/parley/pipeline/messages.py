@@ -14,10 +14,15 @@ work apart), and they wait behind interactive requests for an engine.
 Telemetry: an HTTP request's model, time to first token, tokens and any failure
 after the start go to `Metrics`; its steps are spans when tracing is on. Batch work
 reports its tokens and failures only.
+
+A request with a `thread` is checked and, for a `continue`, claimed and made into the
+full conversation first (pipeline/threads.py); its turn is kept just before
+`message_stop` goes out, so a client that reads it can continue at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -35,9 +40,10 @@ from parley.engines.base import Generation
 from parley.engines.registry import ModelEntry, ModelRegistry
 from parley.errors import APIError
 from parley.pipeline.files import FileService
+from parley.pipeline.threads import Threads, ThreadTurn
 from parley.protocol.requests import CountTokensParams, MessageCreateParams
 from parley.protocol.responses import Message
-from parley.protocol.stream import StreamEvent
+from parley.protocol.stream import MessageStopEvent, StreamEvent
 from parley.ratelimit.limiter import Admission, Clock, RateLimiter
 from parley.store.usage_recorder import UsageRecorder
 from parley.telemetry.context import RequestContext, current_request
@@ -69,6 +75,7 @@ class MessageRun:
         context: RequestContext | None = None,
         tracing: Tracing = _NOT_TRACED,
         span: Any = None,
+        thread: ThreadTurn | None = None,
     ) -> None:
         self.stream = stream
         self.headers = headers
@@ -81,6 +88,7 @@ class MessageRun:
         self._context = context  # the HTTP request's, for the time to first token
         self._tracing = tracing
         self._span = span  # the generation's span, when traced
+        self._thread = thread
 
     async def events(self) -> AsyncIterator[StreamEvent]:
         first = self._context is not None or self._span is not None
@@ -90,6 +98,8 @@ class MessageRun:
                     if first and event.type == "content_block_start":
                         first = False
                         self._first_content()
+                    elif isinstance(event, MessageStopEvent) and self._thread is not None:
+                        await self._keep_thread_turn()
                     yield event
         except Exception as exc:
             self._metrics.generation_failed(
@@ -107,6 +117,15 @@ class MessageRun:
             self._metrics.first_token(self._model, seconds)
             if self._span is not None:
                 self._span.add_event("first_token", {"parley.time_to_first_token_s": seconds})
+
+    async def _keep_thread_turn(self) -> None:
+        assert self._thread is not None
+        try:
+            await self._thread.keep(self.stream.message)
+        except Exception:
+            # The reply itself is whole; a `continue` from it finds no thread, and the
+            # SDKs then start a new one with the whole conversation.
+            log.exception("message thread turn %s could not be kept", self.stream.message.id)
 
     async def message(self) -> Message:
         with background() if self._priority == "batch" else nullcontext():
@@ -145,6 +164,7 @@ class MessagePipeline:
         registry: ModelRegistry,
         limiter: RateLimiter,
         usage: UsageRecorder,
+        threads: Threads,
         *,
         images: ImageFetch | None,
         clock: Clock,
@@ -157,6 +177,7 @@ class MessagePipeline:
         self._registry = registry
         self._limiter = limiter
         self._usage = usage
+        self._threads = threads
         self._images = images
         self._documents = documents
         self._files = files
@@ -178,6 +199,29 @@ class MessagePipeline:
             context.model = entry.id
         with tracing.span("budget"):
             await self._limiter.check_budget(key, entry.id)
+        if params.thread is None:
+            return await self._open(key, entry, params, priority, None, context, tracing)
+        thread = await self._threads.begin(key, entry.id, params)
+        try:
+            return await self._open(key, entry, thread.params, priority, thread, context, tracing)
+        except asyncio.CancelledError:
+            self._spawn(thread.release())
+            raise
+        except BaseException:
+            # Given back before the error goes out, so the client may send it again.
+            await thread.release()
+            raise
+
+    async def _open(
+        self,
+        key: ApiKey,
+        entry: ModelEntry,
+        params: MessageCreateParams,
+        priority: Priority,
+        thread: ThreadTurn | None,
+        context: RequestContext | None,
+        tracing: Tracing,
+    ) -> MessageRun:
         engine = entry.engine
         with tracing.span("prepare"):
             request = await generation_request(params, engine.capabilities, self._sources(key))
@@ -216,12 +260,13 @@ class MessagePipeline:
             generation,
             admission.headers if admission is not None else {},
             priority,
-            lambda done: self._settle(key, entry, admission, done, priority),
+            lambda done: self._settle(key, entry, admission, done, priority, thread),
             model=entry.id,
             metrics=self._metrics,
             context=context,
             tracing=tracing,
             span=span,
+            thread=thread,
         )
 
     async def count_tokens(
@@ -254,9 +299,13 @@ class MessagePipeline:
         admission: Admission | None,
         done: MessageStream,
         priority: Priority,
+        thread: ThreadTurn | None,
     ) -> None:
         """However the message ended (completed, failed, cut off), the unused output
-        reservation goes back and its usage is recorded."""
+        reservation goes back and its usage is recorded; a thread turn that was not
+        kept gives its claim back."""
+        if thread is not None:
+            self._spawn(thread.release())
         usage = done.usage
         if admission is not None:
             self._spawn(self._limiter.settle(admission, usage.output_tokens))

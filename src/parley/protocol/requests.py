@@ -110,6 +110,20 @@ ThinkingConfig = Annotated[
 ]
 
 
+class ThreadCreate(Strict):
+    type: Literal["create"]
+
+
+class ThreadContinue(Strict):
+    type: Literal["continue"]
+    previous_message_id: Annotated[str, Field(min_length=1)]
+
+
+# Beta `message-threads-2026-08-12`: the server keeps the conversation under each
+# reply's id, and a `continue` sends only the new messages (message-threads doc §1.1).
+ThreadParam = Annotated[ThreadCreate | ThreadContinue, Field(discriminator="type")]
+
+
 class _PromptParams(Strict):
     model: Annotated[str, Field(min_length=1)]
     messages: list[MessageParam]
@@ -138,6 +152,7 @@ class MessageCreateParams(_PromptParams):
     service_tier: Literal["auto", "standard_only"] | None = None
     container: str | dict[str, Any] | None = None
     inference_geo: str | None = None
+    thread: ThreadParam | None = None
 
 
 class CountTokensParams(_PromptParams):

@@ -133,3 +133,39 @@ file_chunks = Table(
     Column("seq", Integer, primary_key=True),
     Column("data", LargeBinary, nullable=False),
 )
+
+# Message threads (beta, message-threads doc §1.3): a conversation kept under each of
+# its replies' ids. The thread row holds what every turn shares; it belongs to the key
+# that created it and is gone after `expires_at` (moved on by each turn).
+message_threads = Table(
+    "message_threads",
+    metadata,
+    Column("id", String(64), primary_key=True),  # the id of its first reply
+    Column("key_id", String(64), nullable=False),
+    # JSON: the fields fixed for the thread's lifetime (model, tool_choice, ...).
+    Column("fingerprint", Text, nullable=False),
+    # JSON of the create turn's `system` and `tools`, as sent (null: not sent).
+    Column("system", Text, nullable=True),
+    Column("tools", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("message_threads_by_expiry", "expires_at"),
+)
+
+# One row per turn, keyed by its reply's id: the turn's own messages and the reply's
+# content (JSON), in order. A reply is continued once (`continued_by`); while a turn
+# continuing it runs, it is claimed (`claim_token` until `claim_until`), which any
+# replica sees.
+message_thread_turns = Table(
+    "message_thread_turns",
+    metadata,
+    Column("message_id", String(64), primary_key=True),
+    Column("thread_id", String(64), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("messages", Text, nullable=False),
+    Column("reply", Text, nullable=False),
+    Column("continued_by", String(64), nullable=True),
+    Column("claim_token", String(64), nullable=True),
+    Column("claim_until", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("thread_id", "position", name="message_thread_turns_position"),
+)
