@@ -7,6 +7,8 @@ What the model cannot read is refused with a 400 that names it, never dropped.
 
 from __future__ import annotations
 
+import dataclasses
+
 from parley.core.generation import (
     EngineCapabilities,
     GenerationRequest,
@@ -21,7 +23,7 @@ from parley.core.generation import (
 )
 from parley.core.images import ImageFetch, decode_base64_image, url_images_refused
 from parley.core.tool_pairing import check_tool_pairing
-from parley.core.tools import tool_choice, tool_specs
+from parley.core.tools import cache_mark, tool_choice, tool_specs
 from parley.errors import InvalidRequestError
 from parley.protocol.content import (
     Base64ImageSource,
@@ -44,6 +46,12 @@ def _system_text(system: str | list[TextBlockParam] | None) -> str | None:
         return system or None
     text = "\n\n".join(block.text for block in system)
     return text or None
+
+
+def _system_parts(system: str | list[TextBlockParam] | None) -> tuple[TextPart, ...]:
+    if not isinstance(system, list):
+        return ()
+    return tuple(TextPart(b.text, cache_mark(b.cache_control)) for b in system if b.text)
 
 
 class _Reader:
@@ -72,7 +80,9 @@ class _Reader:
             elif isinstance(block, ThinkingBlockParam | RedactedThinkingBlockParam):
                 continue  # earlier turns' thinking is not shown to the model (api-spec §8)
             elif isinstance(block, ToolUseBlockParam):
-                parts.append(ToolCall(block.id, block.name, block.input))
+                parts.append(
+                    ToolCall(block.id, block.name, block.input, cache_mark(block.cache_control))
+                )
             elif isinstance(block, ToolResultBlockParam):
                 parts.append(await self._tool_result(block, f"{path}.tool_result"))
             elif isinstance(block, ImageBlockParam):
@@ -84,7 +94,7 @@ class _Reader:
     def _text(self, block: TextBlockParam) -> TextPart:
         if not block.text:
             raise InvalidRequestError("messages: text content blocks must be non-empty")
-        return TextPart(block.text)
+        return TextPart(block.text, cache_mark(block.cache_control))
 
     async def _tool_result(self, block: ToolResultBlockParam, path: str) -> ToolResult:
         content: list[TextPart | ImagePart] = []
@@ -100,29 +110,38 @@ class _Reader:
                 else:
                     content.append(self._document(inner, inner_path))
         name = self._names.get(block.tool_use_id, "")
-        return ToolResult(block.tool_use_id, name, tuple(content), bool(block.is_error))
+        return ToolResult(
+            block.tool_use_id,
+            name,
+            tuple(content),
+            bool(block.is_error),
+            cache_mark(block.cache_control),
+        )
 
     async def _image(self, block: ImageBlockParam, path: str) -> ImagePart:
         if not self._capabilities.images:
             raise InvalidRequestError(f"{path}: model {self._model} does not support image input.")
         source = block.source
         if isinstance(source, Base64ImageSource):
-            return decode_base64_image(
+            image = decode_base64_image(
                 source.data, source.media_type, f"{path}.image.source.base64"
             )
-        if isinstance(source, URLImageSource):
+        elif isinstance(source, URLImageSource):
             if self._images is None:
                 raise url_images_refused(f"{path}.image.source.url")
-            return await self._images.fetch(source.url, f"{path}.image.source.url")
-        raise InvalidRequestError(
-            f"{path}.image.source.file: file sources need the Files API, which this "
-            "server does not provide"
-        )
+            image = await self._images.fetch(source.url, f"{path}.image.source.url")
+        else:
+            raise InvalidRequestError(
+                f"{path}.image.source.file: file sources need the Files API, which this "
+                "server does not provide"
+            )
+        mark = cache_mark(block.cache_control)
+        return dataclasses.replace(image, cache=mark) if mark else image
 
     def _document(self, block: DocumentBlockParam, path: str) -> TextPart:
         source = block.source
         if source.get("type") == "text" and isinstance(source.get("data"), str):
-            return TextPart(str(source["data"]))
+            return TextPart(str(source["data"]), cache_mark(block.cache_control))
         raise InvalidRequestError(f"{path}: model {self._model} only reads plain-text documents.")
 
 
@@ -180,6 +199,8 @@ async def generation_request(
         ),
         tools=tools,
         tool_choice=tool_choice(params.tool_choice, tools),
+        system_parts=_system_parts(params.system),
+        cache=cache_mark(params.cache_control),
     )
 
 
@@ -196,4 +217,6 @@ async def counting_request(
         max_tokens=0,
         tools=tools,
         tool_choice=tool_choice(params.tool_choice, tools),
+        system_parts=_system_parts(params.system),
+        cache=cache_mark(params.cache_control),
     )

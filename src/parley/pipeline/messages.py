@@ -131,7 +131,7 @@ class MessagePipeline:
             if admission is not None:
                 self._spawn(self._limiter.refund(admission))
             raise
-        stream = MessageStream(request, generation.input_tokens)
+        stream = MessageStream(request, generation.input_tokens, cache=generation.cache)
         return MessageRun(
             stream,
             generation,
