@@ -40,7 +40,7 @@ from parley.engines.openai_flavors import (
     with_props,
 )
 from parley.engines.openai_raw import RAW_PATH, check_raw, raw_body, raw_template
-from parley.engines.openai_tools import ReplyShape, reply_shape, shaped
+from parley.engines.openai_tools import CALL_END, ReplyShape, reply_shape, shaped
 from parley.engines.openai_wire import ChatStreamReader, chat_body
 from parley.engines.upstream import UpstreamEngine, UpstreamRequest
 from parley.engines.upstream_errors import error_message, status_error
@@ -152,11 +152,12 @@ class OpenAICompatEngine(UpstreamEngine):
         flavor = upstream.flavor
         if request.prefill and flavor.prefill == "raw" and upstream.template is not None:
             # The prompt holds the tools as text, so calls come back as text.
-            calls = request.tools and request.tool_choice.mode != "none"
+            calls = bool(request.tools) and request.tool_choice.mode != "none"
+            body = raw_body(request, self.config, flavor, raw_template(upstream.template))
+            if calls:
+                body["stop"] = [CALL_END]
             return UpstreamRequest(
-                raw_body(request, self.config, flavor, raw_template(upstream.template)),
-                RAW_PATH,
-                ReplyPlan(upstream, "text_calls" if calls else "plain", forced=False),
+                body, RAW_PATH, ReplyPlan(upstream, "text_calls" if calls else "plain", False)
             )
         echoed = request.prefill if request.prefill and flavor.prefill_echo else None
         forced = bool(request.tools) and request.tool_choice.required

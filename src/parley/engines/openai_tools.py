@@ -34,6 +34,7 @@ from parley.core.generation import (
     ToolSpec,
 )
 from parley.engines.hermes import (
+    CALL_CLOSE,
     CallSplitter,
     CallStartOut,
     InputOut,
@@ -46,6 +47,8 @@ from parley.errors import InternalServerError
 log = logging.getLogger(__name__)
 
 ReplyShape = Literal["plain", "native", "text_calls", "forced_json"]
+# The tag that ends a call written as text; the request stops the reply there.
+CALL_END = CALL_CLOSE.strip()
 
 
 def reply_shape(request: GenerationRequest, flavor: Flavor) -> ReplyShape:
@@ -120,20 +123,46 @@ async def shaped(
 async def _text_calls(
     events: AsyncIterator[EngineEvent], *, forced: bool
 ) -> AsyncIterator[EngineEvent]:
+    """Calls written as text (`<tool_call>{...}</tool_call>`) as call events. The reply
+    ends at the call's closing tag (the request also stops the server there)."""
     splitter = CallSplitter(forced=forced)
+    pending = ""  # text that may be the start of the closing tag
+    closed = False
     tokens = 0
     async for event in events:
         if isinstance(event, Finished):
-            for out in _split_events(splitter.finish(), tokens):
+            rest = pending.rstrip() if splitter.name is not None else pending
+            outs = [] if closed else splitter.feed(rest)
+            for out in _split_events([*outs, *splitter.finish()], tokens):
                 yield out
             yield event
             return
         tokens = event.output_tokens
-        if isinstance(event, TextChunk):
-            for out in _split_events(splitter.feed(event.text), tokens):
-                yield out
-        else:
+        if not isinstance(event, TextChunk):
             yield event
+            continue
+        if closed:
+            continue
+        pending += event.text
+        end = pending.find(CALL_END)
+        if end >= 0:
+            text, pending, closed = pending[:end].rstrip(), "", True
+        else:
+            held = _closing_start(pending)
+            text, pending = pending[: len(pending) - held], pending[len(pending) - held :]
+        for out in _split_events(splitter.feed(text) if text else [], tokens):
+            yield out
+
+
+def _closing_start(text: str) -> int:
+    """How many trailing characters of `text` may begin the closing tag (with the
+    whitespace before it)."""
+    body = text.rstrip()
+    for size in range(min(len(CALL_END) - 1, len(body)), 0, -1):
+        if body.endswith(CALL_END[:size]):
+            body = body[:-size]
+            break
+    return len(text) - len(body.rstrip())
 
 
 def _split_events(outs: list[TextOut | CallStartOut | InputOut], tokens: int) -> list[EngineEvent]:

@@ -1,9 +1,10 @@
-"""Chat Completions on the wire: a neutral request as an OpenAI-style body, and an
-OpenAI-style stream of chunks as neutral events.
+"""Chat Completions on the wire: a neutral request as an OpenAI-style body, shaped by
+the server's flavor (engines/openai_flavors.py), and an OpenAI-style stream of chunks
+(chat or raw completions) as neutral events.
 
-Stop sequences are not sent upstream: `finish_reason: "stop"` does not say which
-sequence matched (or whether one did), and the OpenAI API takes at most four.
-Parley matches them on the streamed text itself (core/stops.py) and closes the
+The client's stop sequences are not sent upstream: `finish_reason: "stop"` does not
+say which sequence matched (or whether one did), and the OpenAI API takes at most
+four. Parley matches them on the streamed text itself (core/stops.py) and closes the
 upstream stream at the match, which stops the upstream's generation.
 """
 
@@ -34,7 +35,13 @@ from parley.core.generation import (
 )
 from parley.engines.hermes import call_text, result_text
 from parley.engines.openai_flavors import FLAVORS, Flavor
-from parley.engines.openai_tools import ReplyShape, forcing_fields, reply_shape, system_addition
+from parley.engines.openai_tools import (
+    CALL_END,
+    ReplyShape,
+    forcing_fields,
+    reply_shape,
+    system_addition,
+)
 from parley.engines.upstream_errors import status_error
 from parley.errors import APIError, InternalServerError
 
@@ -162,6 +169,9 @@ def tool_choice(choice: ToolChoice) -> str | dict[str, Any]:
 def _tool_fields(request: GenerationRequest, flavor: Flavor, shape: ReplyShape) -> dict[str, Any]:
     if shape == "forced_json":
         return forcing_fields(request, flavor)
+    if shape == "text_calls":
+        # A call written as text ends the reply (what Parley's own engine does too).
+        return {"stop": [CALL_END]}
     if shape != "native":
         return {}
     choice = request.tool_choice
