@@ -127,3 +127,11 @@ async def test_the_engine_learns_its_flavor_at_start_and_a_configured_one_wins()
     engine = OpenAICompatEngine(fixed, transport=transport)
     assert (engine.upstream.flavor.name, engine.upstream.detected) == ("ollama", True)
     await engine.aclose()
+
+
+def test_a_missing_template_is_a_clear_start_up_error(tmp_path: Path) -> None:
+    config = OpenAIBackendConfig(
+        engine="openai", base_url="http://up/v1", model="m", chat_template=tmp_path / "nope.jinja"
+    )
+    with pytest.raises(ValueError, match=r"backend http://up/v1: chat_template: .*nope\.jinja"):
+        OpenAICompatEngine(config)

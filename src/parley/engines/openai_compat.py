@@ -76,6 +76,13 @@ class OpenAICompatEngine(UpstreamEngine):
         transport: httpx.AsyncBaseTransport | None = None,
         claim_timeout: float = CLAIM_TIMEOUT,
     ) -> None:
+        self._template = None
+        if config.chat_template is not None:
+            try:
+                self._template = load_template(config.chat_template)
+            except (OSError, ValueError) as exc:
+                name = config.name or config.base_url
+                raise ValueError(f"backend {name}: chat_template: {exc}") from exc
         key = config.secret()
         super().__init__(
             config,
@@ -86,7 +93,6 @@ class OpenAICompatEngine(UpstreamEngine):
             claim_timeout=claim_timeout,
         )
         self.config = config
-        self._template = load_template(config.chat_template) if config.chat_template else None
         if config.flavor == "auto":
             self.upstream = Upstream(FLAVORS["generic"], self._template, detected=False)
         else:
