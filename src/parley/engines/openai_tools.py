@@ -106,18 +106,18 @@ def forcing_fields(request: GenerationRequest, flavor: Flavor) -> dict[str, Any]
 # -- the reply -----------------------------------------------------------------------------
 
 
-async def shaped(
+def shaped(
     events: AsyncIterator[EngineEvent], shape: ReplyShape, *, forced: bool
 ) -> AsyncIterator[EngineEvent]:
-    """The reply's events as the shape promises them; `forced`: tool_choice any/tool."""
+    """The reply's events as the shape promises them; `forced`: tool_choice any/tool.
+    A plain reply is passed on as it is (no layer added on the hot path)."""
     if shape == "text_calls":
         events = _text_calls(events, forced=False)
     elif shape == "forced_json":
         events = _json_call(events)
     if forced:
         events = _forced(events)
-    async for event in events:
-        yield event
+    return events
 
 
 async def _text_calls(
