@@ -66,16 +66,29 @@ class _UpstreamBackendConfig(BaseModel):
         return None
 
 
+FlavorName = Literal["vllm", "sglang", "llama-server", "llama-cpp-python", "ollama", "generic"]
+
+
 class OpenAIBackendConfig(_UpstreamBackendConfig):
-    """An OpenAI-compatible Chat Completions server (vLLM, SGLang, llama-server, Ollama)."""
+    """An OpenAI-compatible Chat Completions server (vLLM, SGLang, llama-server, Ollama,
+    llama-cpp-python's server)."""
 
     engine: Literal["openai"]
-    # A final assistant turn (prefill): "continue" sends vLLM/SGLang's
-    # `continue_final_message` (llama-server and Ollama continue a final assistant
-    # message by themselves); "refuse" answers 400 for servers that cannot continue.
+    # Which server this is, which decides how tool turns are sent, how a tool call is
+    # forced, how a prefill is continued and what usage it reports (the table in
+    # engines/openai_flavors.py, docs/upstreams.md). "auto": asked at start.
+    flavor: Literal["auto"] | FlavorName = "auto"
+    # A final assistant turn (prefill): "continue" continues it the server's way
+    # (vLLM/SGLang's `continue_final_message`; llama-server and Ollama continue one by
+    # themselves; llama-cpp-python's through its raw completions endpoint, which needs
+    # `chat_template`); "refuse" answers 400, as the API does for a model without prefill.
     prefill: Literal["continue", "refuse"] = "continue"
-    # Ask for `usage` in streams (`stream_options.include_usage`).
-    stream_usage: bool = True
+    # The model's chat template, for servers whose prefill goes through the raw
+    # completions endpoint: a Jinja file, or a Hugging Face `tokenizer_config.json`.
+    # llama-server's own template comes from its `/props`.
+    chat_template: Path | None = None
+    # Ask for `usage` in streams (`stream_options.include_usage`); None: as the flavor does.
+    stream_usage: bool | None = None
 
 
 class AnthropicBackendConfig(_UpstreamBackendConfig):

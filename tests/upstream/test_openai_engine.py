@@ -148,10 +148,17 @@ async def test_upstream_5xx_is_retryable(fake: Fake, status: int, error: type[Ex
     assert getattr(caught.value, "headers", {})["x-should-retry"] == "true"
 
 
-async def test_upstream_400_is_the_clients_error(fake: Fake) -> None:
+async def test_upstream_400_for_the_request_parley_built_is_parleys_error(
+    fake: Fake, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Parley checked the client's request before translating it: an upstream refusal
+    # that is not about the prompt's size is a translation failure, never the client's.
     async with engine_for(fake.url) as engine:
-        with pytest.raises(InvalidRequestError, match="scripted 400"):
+        with pytest.raises(InternalServerError) as caught:
             await opened(engine, request("status: 400"))
+    assert caught.value.message == "Internal server error"
+    assert caught.value.headers["x-should-retry"] == "false"
+    assert "scripted 400" in caplog.text  # the upstream's body is logged
 
 
 async def test_connection_refused_is_overloaded() -> None:

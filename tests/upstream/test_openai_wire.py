@@ -9,6 +9,7 @@ import pytest
 
 from parley.config import OpenAIBackendConfig
 from parley.core.generation import (
+    CacheUsage,
     Finished,
     GenerationRequest,
     ImagePart,
@@ -200,3 +201,38 @@ def test_error_chunks_keep_their_status() -> None:
     reader = ChatStreamReader("up")
     with pytest.raises(RateLimitError):
         reader.feed({"error": {"message": "slow down", "code": 429}})
+
+
+def test_cached_prompt_tokens_are_cache_reads_apart_from_input_tokens() -> None:
+    # usage.prompt_tokens_details.cached_tokens is the part of the prompt read from the
+    # server's prefix cache: the API reports it as cache_read_input_tokens, and
+    # input_tokens is the rest (api-spec §16).
+    usage = {
+        "prompt_tokens": 120,
+        "completion_tokens": 4,
+        "prompt_tokens_details": {"cached_tokens": 96},
+    }
+    reader = ChatStreamReader("up")
+    reader.feed(chunk({"content": "a"}, "stop"))
+    reader.feed({"choices": [], "usage": usage})
+    assert reader.finished() == Finished(
+        "end_turn", 4, input_tokens=24, cache=CacheUsage(read_input_tokens=96)
+    )
+    # A server whose flavor says it does not report them: whatever it sends is ignored.
+    quiet = ChatStreamReader("up", cached_tokens=False)
+    quiet.feed(chunk({"content": "a"}, "stop"))
+    quiet.feed({"choices": [], "usage": usage})
+    assert quiet.finished() == Finished("end_turn", 4, input_tokens=120)
+    # vLLM without --enable-prompt-tokens-details sends null details.
+    plain = ChatStreamReader("up")
+    plain.feed(chunk({"content": "a"}, "stop"))
+    plain.feed({"choices": [], "usage": {"prompt_tokens": 9, "prompt_tokens_details": None}})
+    assert plain.finished().cache is None
+
+
+def test_raw_completion_chunks_carry_text() -> None:
+    reader = ChatStreamReader("up")
+    events = reader.feed({"choices": [{"index": 0, "text": " blue", "finish_reason": None}]})
+    events += reader.feed({"choices": [{"index": 0, "text": ".", "finish_reason": "stop"}]})
+    assert events == [TextChunk(" blue", 1), TextChunk(".", 2)]
+    assert reader.finished().reason == "end_turn"

@@ -9,6 +9,7 @@ the model cannot read is refused with a 400 that names it, never dropped.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from parley.core.document_blocks import read_document
@@ -40,7 +41,7 @@ from parley.core.images import (
     url_images_refused,
 )
 from parley.core.tool_pairing import check_tool_pairing
-from parley.core.tools import tool_choice, tool_specs
+from parley.core.tools import cache_mark, tool_choice, tool_specs
 from parley.errors import InvalidRequestError
 from parley.protocol.content import (
     Base64ImageSource,
@@ -75,6 +76,12 @@ def _system_text(system: str | list[TextBlockParam] | None) -> str | None:
     return text or None
 
 
+def _system_parts(system: str | list[TextBlockParam] | None) -> tuple[TextPart, ...]:
+    if not isinstance(system, list):
+        return ()
+    return tuple(TextPart(b.text, cache_mark(b.cache_control)) for b in system if b.text)
+
+
 class _Reader:
     """Reads one request's content blocks into parts."""
 
@@ -102,7 +109,9 @@ class _Reader:
             elif isinstance(block, ThinkingBlockParam | RedactedThinkingBlockParam):
                 continue  # earlier turns' thinking is not shown to the model (api-spec §8)
             elif isinstance(block, ToolUseBlockParam):
-                parts.append(ToolCall(block.id, block.name, block.input))
+                parts.append(
+                    ToolCall(block.id, block.name, block.input, cache_mark(block.cache_control))
+                )
             elif isinstance(block, ToolResultBlockParam):
                 parts.append(await self._tool_result(block, f"{path}.tool_result"))
             elif isinstance(block, ImageBlockParam):
@@ -114,7 +123,7 @@ class _Reader:
     def _text(self, block: TextBlockParam) -> TextPart:
         if not block.text:
             raise InvalidRequestError("messages: text content blocks must be non-empty")
-        return TextPart(block.text)
+        return TextPart(block.text, cache_mark(block.cache_control))
 
     async def _tool_result(self, block: ToolResultBlockParam, path: str) -> ToolResult:
         content: list[TextPart | ImagePart | DocumentPart] = []
@@ -130,24 +139,35 @@ class _Reader:
                 else:
                     content.append(await self._document(inner, inner_path))
         name = self._names.get(block.tool_use_id, "")
-        return ToolResult(block.tool_use_id, name, tuple(content), bool(block.is_error))
+        return ToolResult(
+            block.tool_use_id,
+            name,
+            tuple(content),
+            bool(block.is_error),
+            cache_mark(block.cache_control),
+        )
 
     async def _image(self, block: ImageBlockParam, path: str) -> ImagePart:
         if not self._capabilities.images:
             raise InvalidRequestError(f"{path}: model {self._model} does not support image input.")
         source = block.source
         if isinstance(source, Base64ImageSource):
-            return decode_base64_image(
+            image = decode_base64_image(
                 source.data, source.media_type, f"{path}.image.source.base64"
             )
-        if isinstance(source, URLImageSource):
+        elif isinstance(source, URLImageSource):
             if self._sources.images is None:
                 raise url_images_refused(f"{path}.image.source.url")
-            return await self._sources.images.fetch(source.url, f"{path}.image.source.url")
-        file_path = f"{path}.image.source.file"
+            image = await self._sources.images.fetch(source.url, f"{path}.image.source.url")
+        else:
+            image = await self._file_image(source.file_id, f"{path}.image.source.file")
+        mark = cache_mark(block.cache_control)
+        return dataclasses.replace(image, cache=mark) if mark else image
+
+    async def _file_image(self, file_id: str, file_path: str) -> ImagePart:
         if self._sources.files is None:
             raise file_sources_refused(file_path)
-        file = await self._sources.files.read(source.file_id, file_path)
+        file = await self._sources.files.read(file_id, file_path)
         if not file.mime_type.startswith("image/"):
             raise wrong_file_type(file_path, file, "image")
         # The inline limit, held to the file's bytes (api-spec §5.3).
@@ -161,7 +181,7 @@ class _Reader:
     async def _document(self, block: DocumentBlockParam, path: str) -> DocumentPart:
         index = self._documents
         self._documents += 1
-        return await read_document(
+        document = await read_document(
             block,
             path,
             index,
@@ -170,6 +190,8 @@ class _Reader:
             urls=self._sources.documents,
             files=self._sources.files,
         )
+        mark = cache_mark(block.cache_control)
+        return dataclasses.replace(document, cache=mark) if mark else document
 
 
 async def build_turns(
@@ -226,6 +248,8 @@ async def generation_request(
         ),
         tools=tools,
         tool_choice=tool_choice(params.tool_choice, tools),
+        system_parts=_system_parts(params.system),
+        cache=cache_mark(params.cache_control),
     )
 
 
@@ -242,4 +266,6 @@ async def counting_request(
         max_tokens=0,
         tools=tools,
         tool_choice=tool_choice(params.tool_choice, tools),
+        system_parts=_system_parts(params.system),
+        cache=cache_mark(params.cache_control),
     )

@@ -60,8 +60,19 @@ class EngineCapabilities:
 
 
 @dataclass(frozen=True)
+class CacheMark:
+    """A prompt-caching breakpoint the caller set (`cache_control: {type: "ephemeral",
+    ttl?}`, api-spec §16). Engines with automatic prefix caching need nothing from it;
+    an Anthropic upstream is sent it as it came."""
+
+    ttl: str | None = None
+
+
+@dataclass(frozen=True)
 class TextPart:
     text: str
+    # Hints, not content: they take no part in equality.
+    cache: CacheMark | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,7 @@ class ImagePart:
     width: int | None = None
     height: int | None = None
     url: str | None = None
+    cache: CacheMark | None = field(default=None, compare=False)
 
 
 DocumentKind = Literal["text", "pdf", "content"]
@@ -101,6 +113,7 @@ class DocumentPart:
     citations: bool = False
     file_id: str | None = None
     pdf: bytes | None = None
+    cache: CacheMark | None = field(default=None, compare=False)
 
     @property
     def content(self) -> str:
@@ -135,6 +148,7 @@ class ToolCall:
     id: str
     name: str
     input: Mapping[str, Any]
+    cache: CacheMark | None = field(default=None, compare=False)
 
     @property
     def input_json(self) -> str:
@@ -153,6 +167,7 @@ class ToolResult:
     name: str
     content: tuple[TextPart | ImagePart | DocumentPart, ...] = ()
     is_error: bool = False
+    cache: CacheMark | None = field(default=None, compare=False)
 
     @property
     def text(self) -> str:
@@ -220,6 +235,7 @@ class ToolSpec:
     name: str
     description: str | None
     input_schema: Mapping[str, Any]
+    cache: CacheMark | None = field(default=None, compare=False)
 
 
 ToolChoiceMode = Literal["auto", "any", "tool", "none"]
@@ -288,6 +304,11 @@ class GenerationRequest:
     sampling: Sampling = field(default_factory=Sampling)
     tools: tuple[ToolSpec, ...] = ()
     tool_choice: ToolChoice = field(default_factory=ToolChoice)
+    # The system prompt as the caller's blocks, kept only when they were blocks (their
+    # cache marks go to an Anthropic upstream); `system` is their text, for every engine.
+    system_parts: tuple[TextPart, ...] = ()
+    # The request's own top-level `cache_control` (automatic caching of the last block).
+    cache: CacheMark | None = None
 
     @property
     def prefill(self) -> str | None:
@@ -369,10 +390,23 @@ class ToolInputChunk:
 
 
 @dataclass(frozen=True)
+class CacheUsage:
+    """Prompt tokens a backend read from its prompt cache or wrote to it (api-spec §16).
+    They are apart from `input_tokens`, as in the API's usage: the prompt is all three."""
+
+    read_input_tokens: int = 0
+    creation_input_tokens: int = 0
+    # The writes by lifetime (`usage.cache_creation`), when the backend says.
+    ephemeral_5m_input_tokens: int = 0
+    ephemeral_1h_input_tokens: int = 0
+
+
+@dataclass(frozen=True)
 class Finished:
     """The end of a generation. `input_tokens`: the backend's own count of the prompt,
     when it only knows it at the end (it replaces the estimate from `prepare` in the
-    final usage; `message_start` keeps the estimate)."""
+    final usage; `message_start` keeps the estimate); `cache`: the part of the prompt
+    served from or written to a prompt cache, which `input_tokens` then leaves out."""
 
     reason: EngineStopReason
     output_tokens: int
@@ -380,6 +414,7 @@ class Finished:
     input_tokens: int | None = None
     # An upstream's own account of why it stopped (a refusal's category and text).
     stop_details: Mapping[str, Any] | None = None
+    cache: CacheUsage | None = None
 
 
 EngineEvent = TextChunk | TextBlockStart | CitationChunk | ToolCallStart | ToolInputChunk | Finished

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from parley.core.citations import wire_citation
 from parley.core.content_blocks import BlockWriter
 from parley.core.generation import (
+    CacheUsage,
     CitationChunk,
     EngineEvent,
     Finished,
@@ -64,7 +65,12 @@ class MessageStream:
     """
 
     def __init__(
-        self, request: GenerationRequest, input_tokens: int, *, msg_id: str | None = None
+        self,
+        request: GenerationRequest,
+        input_tokens: int,
+        *,
+        msg_id: str | None = None,
+        cache: CacheUsage | None = None,
     ) -> None:
         self.request = request
         self.message = Message(
@@ -75,6 +81,15 @@ class MessageStream:
             stop_sequence=None,
             usage=Usage(input_tokens=input_tokens, output_tokens=0),
         )
+        if cache is not None:
+            self._cached(cache)
+
+    def _cached(self, cache: CacheUsage) -> None:
+        usage = self.message.usage
+        usage.cache_read_input_tokens = cache.read_input_tokens
+        usage.cache_creation_input_tokens = cache.creation_input_tokens
+        usage.cache_creation.ephemeral_5m_input_tokens = cache.ephemeral_5m_input_tokens
+        usage.cache_creation.ephemeral_1h_input_tokens = cache.ephemeral_1h_input_tokens
 
     @property
     def usage(self) -> Usage:
@@ -109,6 +124,8 @@ class MessageStream:
                         stop_sequence = event.stop_sequence
                     if event.input_tokens is not None:
                         usage.input_tokens = event.input_tokens
+                    if event.cache is not None:
+                        self._cached(event.cache)
                     if event.stop_details is not None:
                         self.message.stop_details = dict(event.stop_details)
                     break

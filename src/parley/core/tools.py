@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from parley.core.generation import EngineCapabilities, ToolChoice, ToolSpec
+from parley.core.generation import CacheMark, EngineCapabilities, ToolChoice, ToolSpec
 from parley.core.tool_schemas import check_input_schema
 from parley.errors import InvalidRequestError
+from parley.protocol.content import CacheControl
 from parley.protocol.requests import (
     CustomTool,
     ServerTool,
@@ -15,6 +16,11 @@ from parley.protocol.requests import (
 )
 
 ToolChoiceParam = ToolChoiceAuto | ToolChoiceAny | ToolChoiceTool | ToolChoiceNone
+
+
+def cache_mark(control: CacheControl | None) -> CacheMark | None:
+    """A block's `cache_control` as the neutral mark (api-spec §16)."""
+    return CacheMark(control.ttl) if control is not None else None
 
 
 def tool_specs(
@@ -34,7 +40,7 @@ def tool_specs(
             )
         schema = tool.input_schema.model_dump(exclude_unset=True)
         check_input_schema(schema, f"tools.{i}.custom.input_schema")
-        specs.append(ToolSpec(tool.name, tool.description, schema))
+        specs.append(ToolSpec(tool.name, tool.description, schema, cache_mark(tool.cache_control)))
     if len({s.name for s in specs}) != len(specs):
         raise InvalidRequestError("tools: Tool names must be unique.")
     return tuple(specs)

@@ -16,6 +16,7 @@ import httpx
 
 from parley.config import AnthropicBackendConfig
 from parley.core.generation import (
+    CacheUsage,
     CitationChunk,
     EngineCapabilities,
     EngineEvent,
@@ -29,7 +30,7 @@ from parley.core.generation import (
 )
 from parley.engines.anthropic_wire import anthropic_error, citation_from, messages_body
 from parley.engines.token_estimates import estimate_input_tokens
-from parley.engines.upstream import UpstreamEngine
+from parley.engines.upstream import UpstreamEngine, UpstreamRequest
 from parley.engines.upstream_errors import error_message, transport_error
 from parley.engines.upstream_http import CLAIM_TIMEOUT, OpenStream, SSEEvent
 from parley.errors import APIError, InternalServerError
@@ -105,7 +106,11 @@ class AnthropicUpstreamEngine(UpstreamEngine):
         raise InternalServerError("Internal server error", headers={"x-should-retry": "true"})
 
     def opened_input_tokens(self, stream: OpenStream | None) -> int | None:
-        return _input_tokens(stream.head if stream else None)
+        tokens = _head_usage(stream).get("input_tokens")
+        return tokens if isinstance(tokens, int) else None
+
+    def opened_cache(self, stream: OpenStream | None) -> CacheUsage | None:
+        return cache_usage(_head_usage(stream))
 
     def error_from(self, status: int, body: bytes, headers: httpx.Headers) -> APIError:
         message, kind = error_message(body)
@@ -117,8 +122,12 @@ class AnthropicUpstreamEngine(UpstreamEngine):
             error.get("type"), error.get("message"), {}, status=500, upstream=self.name
         )
 
-    async def read(self, stream: OpenStream) -> AsyncGenerator[EngineEvent, None]:
+    async def read(
+        self, stream: OpenStream, planned: UpstreamRequest
+    ) -> AsyncGenerator[EngineEvent, None]:
         output_tokens = 0
+        input_tokens: int | None = None
+        cache: CacheUsage | None = None
         stop_reason: str | None = None
         stop_sequence: str | None = None
         stop_details: dict[str, Any] | None = None
@@ -152,6 +161,10 @@ class AnthropicUpstreamEngine(UpstreamEngine):
                 usage = data.get("usage") or {}
                 if isinstance(usage.get("output_tokens"), int):
                     output_tokens = usage["output_tokens"]
+                # Cumulative totals (api-spec §6.3); newer servers send the input side too.
+                if isinstance(usage.get("input_tokens"), int):
+                    input_tokens = usage["input_tokens"]
+                cache = cache_usage(usage) or cache
             elif kind == "message_stop":
                 break
             elif kind == "error":
@@ -164,7 +177,11 @@ class AnthropicUpstreamEngine(UpstreamEngine):
             # text it was holding back as a possible start of a sequence.
             yield TextChunk(stop_sequence, output_tokens)
         yield Finished(
-            _STOP_REASONS.get(stop_reason, "end_turn"), output_tokens, stop_details=stop_details
+            _STOP_REASONS.get(stop_reason, "end_turn"),
+            output_tokens,
+            input_tokens=input_tokens,
+            stop_details=stop_details,
+            cache=cache,
         )
 
     async def check_health(self) -> None:
@@ -184,11 +201,23 @@ def _parse(event: SSEEvent) -> tuple[str | None, dict[str, Any]]:
     return event.event or data.get("type"), data
 
 
-def _input_tokens(message: Mapping[str, Any] | None) -> int | None:
-    usage = (message or {}).get("usage") or {}
-    tokens = usage.get("input_tokens")
-    if not isinstance(tokens, int):
+def _head_usage(stream: OpenStream | None) -> Mapping[str, Any]:
+    head = stream.head if stream is not None else None
+    usage = (head or {}).get("usage")
+    return usage if isinstance(usage, Mapping) else {}
+
+
+def cache_usage(usage: Mapping[str, Any] | None) -> CacheUsage | None:
+    """The upstream's prompt-cache counts, unchanged (api-spec §16); None without any."""
+    if not usage:
         return None
-    # Cached prompt tokens are reported apart (api-spec §16); the prompt is all of them.
-    cached = [usage.get("cache_creation_input_tokens"), usage.get("cache_read_input_tokens")]
-    return tokens + sum(c for c in cached if isinstance(c, int))
+    by_ttl = usage.get("cache_creation")
+    by_ttl = by_ttl if isinstance(by_ttl, Mapping) else {}
+    counts = {
+        "read_input_tokens": usage.get("cache_read_input_tokens"),
+        "creation_input_tokens": usage.get("cache_creation_input_tokens"),
+        "ephemeral_5m_input_tokens": by_ttl.get("ephemeral_5m_input_tokens"),
+        "ephemeral_1h_input_tokens": by_ttl.get("ephemeral_1h_input_tokens"),
+    }
+    known = {k: v for k, v in counts.items() if isinstance(v, int)}
+    return CacheUsage(**known) if known else None

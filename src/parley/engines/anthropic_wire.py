@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from parley.core.generation import (
+    CacheMark,
     Citation,
     DocumentPart,
     GenerationRequest,
@@ -62,16 +63,27 @@ def document_block(doc: DocumentPart) -> dict[str, Any]:
     return block
 
 
+def cache_control(mark: CacheMark | None) -> dict[str, Any]:
+    """The caller's `cache_control`, as it came (api-spec §16), to merge into a block."""
+    if mark is None:
+        return {}
+    control = {"type": "ephemeral"} | ({"ttl": mark.ttl} if mark.ttl else {})
+    return {"cache_control": control}
+
+
 def _block(part: Part) -> dict[str, Any] | None:
     if isinstance(part, TextPart):
         # Empty text blocks are refused (api-spec §5.2); merged turns can hold them.
-        return {"type": "text", "text": part.text} if part.text else None
+        if not part.text:
+            return None
+        return {"type": "text", "text": part.text} | cache_control(part.cache)
     if isinstance(part, ImagePart):
-        return image_block(part)
+        return image_block(part) | cache_control(part.cache)
     if isinstance(part, DocumentPart):
-        return document_block(part)
+        return document_block(part) | cache_control(part.cache)
     if isinstance(part, ToolCall):
-        return {"type": "tool_use", "id": part.id, "name": part.name, "input": dict(part.input)}
+        call = {"type": "tool_use", "id": part.id, "name": part.name, "input": dict(part.input)}
+        return call | cache_control(part.cache)
     result: dict[str, Any] = {
         "type": "tool_result",
         "tool_use_id": part.tool_use_id,
@@ -79,13 +91,19 @@ def _block(part: Part) -> dict[str, Any] | None:
     }
     if part.is_error:
         result["is_error"] = True
-    return result
+    return result | cache_control(part.cache)
 
 
 def _message(turn: Turn) -> dict[str, Any]:
-    if all(isinstance(p, TextPart) for p in turn.parts):
+    if all(isinstance(p, TextPart) and p.cache is None for p in turn.parts):
         return {"role": turn.role, "content": turn.text}
     return {"role": turn.role, "content": [b for b in map(_block, turn.parts) if b is not None]}
+
+
+def _system(request: GenerationRequest) -> str | list[dict[str, Any]] | None:
+    if request.system_parts:
+        return [b for b in map(_block, request.system_parts) if b is not None]
+    return request.system
 
 
 def _tool_choice(choice: ToolChoice) -> dict[str, Any]:
@@ -129,15 +147,18 @@ def citation_from(data: Mapping[str, Any]) -> Citation | None:
 def messages_body(request: GenerationRequest, model: str, *, stream: bool) -> dict[str, Any]:
     """A Messages body; without `stream`, a count_tokens body (no generation fields)."""
     body: dict[str, Any] = {"model": model, "messages": [_message(t) for t in request.turns]}
-    if request.system:
-        body["system"] = request.system
+    system = _system(request)
+    if system:
+        body["system"] = system
     if request.tools:
         body["tools"] = [
             {"name": t.name, "input_schema": dict(t.input_schema)}
             | ({"description": t.description} if t.description else {})
+            | cache_control(t.cache)
             for t in request.tools
         ]
         body["tool_choice"] = _tool_choice(request.tool_choice)
+    body |= cache_control(request.cache)
     if not stream:
         return body
     body["max_tokens"] = request.max_tokens

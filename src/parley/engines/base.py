@@ -26,7 +26,12 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from parley.core.generation import EngineCapabilities, EngineEvent, GenerationRequest
+from parley.core.generation import (
+    CacheUsage,
+    EngineCapabilities,
+    EngineEvent,
+    GenerationRequest,
+)
 from parley.core.slots import Occupancy
 
 __all__ = ["Engine", "EngineCapabilities", "Generation", "Occupancy", "PreparedGeneration"]
@@ -53,7 +58,9 @@ class Generation:
     """A generation an engine has accepted.
 
     `input_tokens` is the prompt's size as the engine now knows it (an upstream may
-    have reported its own count on opening). `events` runs the model; closing it
+    have reported its own count on opening; `cache` is then the part of it read from
+    or written to the upstream's prompt cache, apart from `input_tokens`, as in the
+    API's usage). `events` runs the model; closing it
     early stops generation promptly. `abandon` releases what opening took when the
     events are never read (an upstream response nobody claims).
     """
@@ -61,6 +68,7 @@ class Generation:
     input_tokens: int
     events: AsyncGenerator[EngineEvent, None]
     abandon: Callable[[], None] = field(default=_nothing)
+    cache: CacheUsage | None = None
 
     async def aclose(self) -> None:
         self.abandon()

@@ -5,25 +5,63 @@ The request is always streamed upstream, for plain replies too: Parley reads
 the reply as it comes, stops it at a stop sequence, and renders it as the API's
 events or one Message. The prompt's token count is estimated before the
 request (the upstream reports its own count only at the end of the stream).
+
+Which server it is (its flavor, engines/openai_flavors.py) is configured or asked
+once at start, and decides every quirk: a request planned before the server
+answered is planned again when it does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncGenerator
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from parley.config import OpenAIBackendConfig
-from parley.core.generation import EngineCapabilities, EngineEvent, GenerationRequest
+from parley.core.generation import (
+    EngineCapabilities,
+    EngineEvent,
+    Finished,
+    GenerationRequest,
+    TextChunk,
+)
+from parley.engines.base import PreparedGeneration
+from parley.engines.openai_flavors import (
+    FLAVORS,
+    Upstream,
+    detect,
+    llama_server_props,
+    load_template,
+    with_props,
+)
+from parley.engines.openai_raw import RAW_PATH, check_raw, raw_body, raw_template
+from parley.engines.openai_tools import CALL_END, ReplyShape, reply_shape, shaped
 from parley.engines.openai_wire import ChatStreamReader, chat_body
-from parley.engines.upstream import UpstreamEngine
+from parley.engines.upstream import UpstreamEngine, UpstreamRequest
 from parley.engines.upstream_errors import error_message, status_error
 from parley.engines.upstream_http import CLAIM_TIMEOUT, OpenStream
 from parley.errors import APIError, InternalServerError, InvalidRequestError
 
+log = logging.getLogger(__name__)
+
 DEFAULT_CONTEXT_WINDOW = 8192
+
+
+@dataclass(frozen=True)
+class ReplyPlan:
+    """How to read one reply: the upstream it was planned for, its tool shape, whether
+    tool_choice forces a call, and the prefill the server repeats before continuing it
+    (to be taken off again)."""
+
+    upstream: Upstream
+    shape: ReplyShape
+    forced: bool
+    echoed_prefill: str | None = None
 
 
 class OpenAICompatEngine(UpstreamEngine):
@@ -38,6 +76,13 @@ class OpenAICompatEngine(UpstreamEngine):
         transport: httpx.AsyncBaseTransport | None = None,
         claim_timeout: float = CLAIM_TIMEOUT,
     ) -> None:
+        self._template = None
+        if config.chat_template is not None:
+            try:
+                self._template = load_template(config.chat_template)
+            except (OSError, ValueError) as exc:
+                name = config.name or config.base_url
+                raise ValueError(f"backend {name}: chat_template: {exc}") from exc
         key = config.secret()
         super().__init__(
             config,
@@ -48,23 +93,111 @@ class OpenAICompatEngine(UpstreamEngine):
             claim_timeout=claim_timeout,
         )
         self.config = config
+        if config.flavor == "auto":
+            self.upstream = Upstream(FLAVORS["generic"], self._template, detected=False)
+        else:
+            # llama-server's template and its tool support come from its /props.
+            learnt = config.flavor != "llama-server"
+            self.upstream = Upstream(FLAVORS[config.flavor], self._template, detected=learnt)
+        self._learning = asyncio.Lock()
+
+    # -- knowing the server ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.learn()
+
+    async def learn(self) -> None:
+        """Ask the server what it is, unless that is known already. A server that does
+        not answer is asked again before the next request."""
+        async with self._learning:
+            if self.upstream.detected:
+                return
+            name = self.config.flavor
+            if name == "auto":
+                found = await detect(self._client)
+                if found is None:
+                    log.warning("backend %s did not answer; its flavor is unknown yet", self.name)
+                    return
+                name = found
+            upstream = Upstream(FLAVORS[name], self._template)
+            if name == "llama-server":
+                props = await llama_server_props(self._client)
+                upstream = with_props(upstream.flavor, props)
+                if self._template is not None:  # a configured template wins
+                    upstream = Upstream(upstream.flavor, self._template)
+            self.upstream = upstream
+            log.info("backend %s: %s (tools as %s)", self.name, name, upstream.flavor.tool_format)
+
+    async def replan(self, prepared: PreparedGeneration[UpstreamRequest]) -> UpstreamRequest:
+        if not self.upstream.detected:
+            await self.learn()
+        planned = prepared.state
+        if planned.body is None or planned.plan.upstream is self.upstream:
+            return planned
+        self.check(prepared.request)
+        return self.plan(prepared.request)
+
+    # -- the request ----------------------------------------------------------------------
 
     def check(self, request: GenerationRequest) -> None:
-        if request.prefill and self.config.prefill == "refuse":
-            raise InvalidRequestError(
-                f"{request.model} does not support assistant message prefill. "
-                "The conversation must end with a user message."
+        flavor = self.upstream.flavor
+        if request.prefill:
+            raw = flavor.prefill == "raw"
+            if self.config.prefill == "refuse" or (raw and self.upstream.template is None):
+                raise InvalidRequestError(
+                    f"{request.model} does not support assistant message prefill. "
+                    "The conversation must end with a user message."
+                )
+            if raw:
+                check_raw(request)
+        if request.sampling.top_k is not None and not flavor.top_k:
+            raise InvalidRequestError(f"top_k: not supported by model {request.model}")
+
+    def plan(self, request: GenerationRequest) -> UpstreamRequest:
+        upstream = self.upstream
+        flavor = upstream.flavor
+        if request.prefill and flavor.prefill == "raw" and upstream.template is not None:
+            # The prompt holds the tools as text, so calls come back as text.
+            calls = bool(request.tools) and request.tool_choice.mode != "none"
+            body = raw_body(request, self.config, flavor, raw_template(upstream.template))
+            if calls:
+                body["stop"] = [CALL_END]
+            return UpstreamRequest(
+                body, RAW_PATH, ReplyPlan(upstream, "text_calls" if calls else "plain", False)
             )
+        echoed = request.prefill if request.prefill and flavor.prefill_echo else None
+        forced = bool(request.tools) and request.tool_choice.required
+        return UpstreamRequest(
+            chat_body(request, self.config, flavor),
+            None,
+            ReplyPlan(upstream, reply_shape(request, flavor), forced, echoed),
+        )
 
     def body(self, request: GenerationRequest) -> dict[str, Any]:
-        return chat_body(request, self.config)
+        body = self.plan(request).body
+        assert body is not None
+        return body
 
     def error_from(self, status: int, body: bytes, headers: httpx.Headers) -> APIError:
         message, _ = error_message(body)
-        return status_error(status, message, headers, upstream=self.name)
+        return status_error(status, message, headers, upstream=self.name, body=body)
 
-    async def read(self, stream: OpenStream) -> AsyncGenerator[EngineEvent, None]:
-        reader = ChatStreamReader(self.name)
+    # -- the reply ------------------------------------------------------------------------
+
+    async def read(
+        self, stream: OpenStream, planned: UpstreamRequest
+    ) -> AsyncGenerator[EngineEvent, None]:
+        plan: ReplyPlan = planned.plan
+        reader = ChatStreamReader(self.name, plan.upstream.flavor.cached_tokens)
+        events = self._chunks(stream, reader)
+        if plan.echoed_prefill:
+            events = _without_echo(events, plan.echoed_prefill)
+        async for event in shaped(events, plan.shape, forced=plan.forced):
+            yield event
+
+    async def _chunks(
+        self, stream: OpenStream, reader: ChatStreamReader
+    ) -> AsyncIterator[EngineEvent]:
         while (event := await stream.next_event()) is not None:
             if event.data.strip() == "[DONE]":
                 break
@@ -85,3 +218,30 @@ class OpenAICompatEngine(UpstreamEngine):
             json.loads(response.content)  # a server that answers JSON, not a login page
         except ValueError:
             raise InternalServerError(f"{self.name}/models did not answer JSON") from None
+        if not self.upstream.detected:
+            await self.learn()
+
+
+async def _without_echo(
+    events: AsyncIterator[EngineEvent], prefill: str
+) -> AsyncIterator[EngineEvent]:
+    """The reply without the prefill the server repeats at its start."""
+    pending = ""
+    done = False
+    async for event in events:
+        if done:
+            yield event
+            continue
+        if isinstance(event, TextChunk):
+            pending += event.text
+            if len(pending) < len(prefill) and prefill.startswith(pending):
+                continue
+            done = True
+            rest = pending.removeprefix(prefill)
+            if rest:
+                yield TextChunk(rest, event.output_tokens)
+            continue
+        done = True
+        if pending and not isinstance(event, Finished):
+            yield TextChunk(pending, event.output_tokens)
+        yield event

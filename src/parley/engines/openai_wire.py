@@ -1,9 +1,10 @@
-"""Chat Completions on the wire: a neutral request as an OpenAI-style body, and an
-OpenAI-style stream of chunks as neutral events.
+"""Chat Completions on the wire: a neutral request as an OpenAI-style body, shaped by
+the server's flavor (engines/openai_flavors.py), and an OpenAI-style stream of chunks
+(chat or raw completions) as neutral events.
 
-Stop sequences are not sent upstream: `finish_reason: "stop"` does not say which
-sequence matched (or whether one did), and the OpenAI API takes at most four.
-Parley matches them on the streamed text itself (core/stops.py) and closes the
+The client's stop sequences are not sent upstream: `finish_reason: "stop"` does not
+say which sequence matched (or whether one did), and the OpenAI API takes at most
+four. Parley matches them on the streamed text itself (core/stops.py) and closes the
 upstream stream at the match, which stops the upstream's generation.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 from parley.config import OpenAIBackendConfig
 from parley.core.generation import (
+    CacheUsage,
     DocumentPart,
     EngineEvent,
     EngineStopReason,
@@ -32,8 +34,19 @@ from parley.core.generation import (
     ToolSpec,
     Turn,
 )
+from parley.engines.hermes import call_text, result_text
+from parley.engines.openai_flavors import FLAVORS, Flavor
+from parley.engines.openai_tools import (
+    CALL_END,
+    ReplyShape,
+    forcing_fields,
+    reply_shape,
+    system_addition,
+)
 from parley.engines.upstream_errors import status_error
 from parley.errors import APIError, InternalServerError
+
+GENERIC = FLAVORS["generic"]
 
 _FINISH_REASONS: dict[str, EngineStopReason] = {
     "stop": "end_turn",
@@ -54,10 +67,10 @@ def image_url(image: ImagePart) -> dict[str, Any]:
     return {"type": "image_url", "image_url": {"url": f"data:{image.media_type};base64,{data}"}}
 
 
-def _content(parts: list[TextPart | ImagePart]) -> str | list[dict[str, Any]]:
+def _content(parts: list[TextPart | ImagePart], joiner: str = "\n\n") -> str | list[dict[str, Any]]:
     """Plain text as a string (what every server takes); with images, a list of parts."""
     if all(isinstance(p, TextPart) for p in parts):
-        return "\n\n".join(p.text for p in parts if isinstance(p, TextPart))
+        return joiner.join(p.text for p in parts if isinstance(p, TextPart))
     return [
         {"type": "text", "text": p.text} if isinstance(p, TextPart) else image_url(p)
         for p in parts
@@ -75,9 +88,12 @@ def _tool_message(result: ToolResult) -> dict[str, Any]:
     }
 
 
-def _turn_messages(turn: Turn) -> list[dict[str, Any]]:
+def _turn_messages(turn: Turn, flavor: Flavor) -> list[dict[str, Any]]:
+    if flavor.tool_format == "text":
+        return [{"role": turn.role, "content": _text_turn_content(turn)}]
     if turn.role == "assistant":
-        message: dict[str, Any] = {"role": "assistant", "content": turn.text or None}
+        content = (turn.text or flavor.empty_call_content) if turn.tool_calls else turn.text
+        message: dict[str, Any] = {"role": "assistant", "content": content}
         calls = [_tool_call(c) for c in turn.tool_calls]
         if calls:
             message["tool_calls"] = calls
@@ -99,6 +115,23 @@ def _turn_messages(turn: Turn) -> list[dict[str, Any]]:
     return messages
 
 
+def _text_turn_content(turn: Turn) -> str | list[dict[str, Any]]:
+    """A turn in the text format: calls and results written out in the Hermes style
+    (as Parley's own engine writes them), images kept."""
+    pieces: list[TextPart | ImagePart] = []
+    for part in turn.parts:
+        if isinstance(part, ToolCall):
+            pieces.append(TextPart(call_text(part)))
+        elif isinstance(part, ToolResult):
+            pieces.append(TextPart(result_text(part)))
+            pieces += [p for p in part.content if isinstance(p, ImagePart)]
+        elif isinstance(part, DocumentPart):
+            pieces.append(TextPart(part.text))
+        else:
+            pieces.append(part)
+    return _content(pieces, "\n" if turn.tool_calls or turn.tool_results else "\n\n")
+
+
 def _tool_call(call: ToolCall) -> dict[str, Any]:
     return {
         "id": call.id,
@@ -107,12 +140,18 @@ def _tool_call(call: ToolCall) -> dict[str, Any]:
     }
 
 
-def chat_messages(request: GenerationRequest) -> list[dict[str, Any]]:
+def chat_messages(
+    request: GenerationRequest, flavor: Flavor = GENERIC, shape: ReplyShape = "plain"
+) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
-    if request.system:
-        messages.append({"role": "system", "content": request.system})
+    system = request.system
+    addition = system_addition(request, shape, flavor)
+    if addition:
+        system = f"{system}\n\n{addition}" if system else addition
+    if system:
+        messages.append({"role": "system", "content": system})
     for turn in request.turns:
-        messages += _turn_messages(turn)
+        messages += _turn_messages(turn, flavor)
     if request.prefill == "":
         messages.pop()  # an empty prefill asks for an ordinary reply
     return messages
@@ -133,33 +172,66 @@ def tool_choice(choice: ToolChoice) -> str | dict[str, Any]:
     return choice.mode  # "auto" and "none" are spelled alike
 
 
-def chat_body(request: GenerationRequest, config: OpenAIBackendConfig) -> dict[str, Any]:
+def _tool_fields(request: GenerationRequest, flavor: Flavor, shape: ReplyShape) -> dict[str, Any]:
+    if shape == "forced_json":
+        return forcing_fields(request, flavor)
+    if shape == "text_calls":
+        # A call written as text ends the reply (what Parley's own engine does too).
+        return {"stop": [CALL_END]}
+    if shape != "native":
+        return {}
+    choice = request.tool_choice
+    if choice.mode == "none" and not flavor.tool_choice:
+        # A server that does not read `tool_choice` could still call what it is given.
+        return {}
+    fields: dict[str, Any] = {"tools": [tool_spec(t) for t in request.tools]}
+    if flavor.tool_choice:
+        fields["tool_choice"] = tool_choice(choice)
+        if not choice.parallel and choice.mode != "none":
+            fields["parallel_tool_calls"] = False
+    return fields
+
+
+def sampling_fields(
+    request: GenerationRequest, config: OpenAIBackendConfig, flavor: Flavor
+) -> dict[str, Any]:
+    """Sampling and streaming fields, the same for chat and raw completions."""
     sampling = request.sampling
-    body: dict[str, Any] = {
-        "model": config.model,
-        "messages": chat_messages(request),
+    fields: dict[str, Any] = {
         "max_tokens": request.max_tokens,
         "temperature": sampling.temperature,
         "stream": True,
     }
-    if config.stream_usage:
-        body["stream_options"] = {"include_usage": True}
+    stream_usage = flavor.stream_usage if config.stream_usage is None else config.stream_usage
+    if stream_usage:
+        fields["stream_options"] = {"include_usage": True}
     if sampling.top_p is not None:
-        body["top_p"] = sampling.top_p
+        fields["top_p"] = sampling.top_p
     if sampling.top_k is not None:
-        body["top_k"] = sampling.top_k  # not OpenAI's, but vLLM, SGLang and llama.cpp take it
+        fields["top_k"] = sampling.top_k  # not OpenAI's; checked against the flavor first
     if sampling.seed is not None:
-        body["seed"] = sampling.seed
-    if request.tools:
-        body["tools"] = [tool_spec(t) for t in request.tools]
-        body["tool_choice"] = tool_choice(request.tool_choice)
-        if not request.tool_choice.parallel and request.tool_choice.mode != "none":
-            body["parallel_tool_calls"] = False
-    if request.prefill:
+        fields["seed"] = sampling.seed
+    return fields
+
+
+def chat_body(
+    request: GenerationRequest,
+    config: OpenAIBackendConfig,
+    flavor: Flavor = GENERIC,
+) -> dict[str, Any]:
+    shape = reply_shape(request, flavor)
+    body: dict[str, Any] = {
+        "model": config.model,
+        "messages": chat_messages(request, flavor, shape),
+        **sampling_fields(request, config, flavor),
+        **_tool_fields(request, flavor, shape),
+    }
+    if request.prefill and flavor.prefill == "continue_final_message":
         # vLLM's and SGLang's way to continue the final assistant message rather than
         # start a new one after it (api-spec §5.2: a final assistant turn is a prefill).
         body["continue_final_message"] = True
-        body["add_generation_prompt"] = False
+        if flavor.add_generation_prompt:
+            body["add_generation_prompt"] = False
     return body
 
 
@@ -195,6 +267,8 @@ class ChatStreamReader:
     """
 
     upstream: str
+    # The server reports the prompt's cached part (`prompt_tokens_details.cached_tokens`).
+    cached_tokens: bool = True
     output_tokens: int = 0
     finish: EngineStopReason | None = None
     usage: Mapping[str, Any] | None = None
@@ -212,7 +286,8 @@ class ChatStreamReader:
             if choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") or {}
-            text = delta.get("content")
+            # Chat chunks carry `delta.content`; raw completion chunks carry `text`.
+            text = delta.get("content") if "delta" in choice else choice.get("text")
             if text or delta.get("tool_calls"):
                 # One chunk is about one token; the upstream's own count, when it
                 # sends one, replaces this in `finished()`.
@@ -259,13 +334,27 @@ class ChatStreamReader:
             # The stream ended without saying why: the upstream went away mid-reply.
             raise InternalServerError("Internal server error", headers={"x-should-retry": "true"})
         tokens = self.usage.get("completion_tokens") if self.usage else None
+        prompt = self.prompt_tokens
+        cached = self.cached_prompt_tokens
+        if prompt is not None and cached:
+            # The API counts cache reads apart from input_tokens (api-spec §16).
+            prompt -= cached
         return Finished(
             self.finish,
             tokens if isinstance(tokens, int) else self.output_tokens,
-            input_tokens=self.prompt_tokens,
+            input_tokens=prompt,
+            cache=CacheUsage(read_input_tokens=cached) if cached else None,
         )
 
     @property
     def prompt_tokens(self) -> int | None:
         tokens = self.usage.get("prompt_tokens") if self.usage else None
         return tokens if isinstance(tokens, int) else None
+
+    @property
+    def cached_prompt_tokens(self) -> int:
+        details = self.usage.get("prompt_tokens_details") if self.usage else None
+        cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
+        if not self.cached_tokens or not isinstance(cached, int) or self.prompt_tokens is None:
+            return 0
+        return max(0, min(cached, self.prompt_tokens))

@@ -191,6 +191,7 @@ class RoutedEngine(Engine[_Routed]):
             generation.input_tokens,
             self._events(prepared, tried, backend, current),
             lambda: current[0].abandon(),
+            generation.cache,
         )
 
     async def _open_next(

@@ -20,7 +20,12 @@ from typing import Any
 import httpx
 
 from parley.config import AnthropicBackendConfig, OpenAIBackendConfig
-from parley.core.generation import EngineCapabilities, EngineEvent, GenerationRequest
+from parley.core.generation import (
+    CacheUsage,
+    EngineCapabilities,
+    EngineEvent,
+    GenerationRequest,
+)
 from parley.engines.base import Engine, Generation, PreparedGeneration
 from parley.engines.token_estimates import estimate_input_tokens
 from parley.engines.upstream_errors import transport_error
@@ -36,9 +41,13 @@ from parley.errors import APIError
 
 @dataclass(frozen=True)
 class UpstreamRequest:
-    """The body to send; None when there is nothing to generate (max_tokens 0)."""
+    """The body to send (None when there is nothing to generate: max_tokens 0), where
+    to send it (None: the engine's `path`), and how to read the reply (`plan`, the
+    engine's own)."""
 
     body: dict[str, Any] | None
+    path: str | None = None
+    plan: Any = None
 
 
 class UpstreamEngine(Engine[UpstreamRequest]):
@@ -76,25 +85,32 @@ class UpstreamEngine(Engine[UpstreamRequest]):
 
     async def prepare(self, request: GenerationRequest) -> PreparedGeneration[UpstreamRequest]:
         self.check(request)
-        body = self.body(request) if request.max_tokens > 0 else None
-        return PreparedGeneration(request, estimate_input_tokens(request), UpstreamRequest(body))
+        planned = self.plan(request) if request.max_tokens > 0 else UpstreamRequest(None)
+        return PreparedGeneration(request, estimate_input_tokens(request), planned)
 
     async def open(self, prepared: PreparedGeneration[UpstreamRequest]) -> Generation:
-        body = prepared.state.body
+        planned = await self.replan(prepared)
+        body = planned.body
         if body is None:
             return Generation(await self.count_tokens(prepared.request), _nothing())
+        path = planned.path or self.path
         call = UpstreamCall(
-            lambda: self._open(body),
+            lambda: self._open(path, body),
             header_wait=self._header_wait,
             claim_timeout=self._claim_timeout,
         )
         opened = await call.start()
-        input_tokens = self.opened_input_tokens(opened) or prepared.input_tokens
-        return Generation(input_tokens, self._events(call), call.discard)
+        input_tokens = self.opened_input_tokens(opened)
+        return Generation(
+            prepared.input_tokens if input_tokens is None else input_tokens,
+            self._events(call, planned),
+            call.discard,
+            self.opened_cache(opened),
+        )
 
-    async def _open(self, body: dict[str, Any]) -> OpenStream:
+    async def _open(self, path: str, body: dict[str, Any]) -> OpenStream:
         stream = await open_stream(
-            self._client, self.path, body, upstream=self.name, error_from=self.error_from
+            self._client, path, body, upstream=self.name, error_from=self.error_from
         )
         try:
             await self.on_open(stream)
@@ -103,10 +119,12 @@ class UpstreamEngine(Engine[UpstreamRequest]):
             raise
         return stream
 
-    async def _events(self, call: UpstreamCall) -> AsyncGenerator[EngineEvent, None]:
+    async def _events(
+        self, call: UpstreamCall, planned: UpstreamRequest
+    ) -> AsyncGenerator[EngineEvent, None]:
         stream = await call.claim()
         try:
-            async for event in self.read(stream):
+            async for event in self.read(stream, planned):
                 yield event
         finally:
             await stream.aclose()
@@ -125,6 +143,15 @@ class UpstreamEngine(Engine[UpstreamRequest]):
     def check(self, request: GenerationRequest) -> None:
         """Refuse what this upstream cannot do, before anything is sent."""
 
+    def plan(self, request: GenerationRequest) -> UpstreamRequest:
+        """The upstream request for a generation (no IO)."""
+        return UpstreamRequest(self.body(request))
+
+    async def replan(self, prepared: PreparedGeneration[UpstreamRequest]) -> UpstreamRequest:
+        """The request to send now: the prepared one, unless what the engine has learnt
+        about its upstream since (by asking it) changes it."""
+        return prepared.state
+
     @abstractmethod
     def body(self, request: GenerationRequest) -> dict[str, Any]: ...
 
@@ -138,8 +165,14 @@ class UpstreamEngine(Engine[UpstreamRequest]):
         """The prompt's size as the upstream reported it on opening, if it did."""
         return None
 
+    def opened_cache(self, stream: OpenStream | None) -> CacheUsage | None:
+        """The prompt's cached part as the upstream reported it on opening, if it did."""
+        return None
+
     @abstractmethod
-    def read(self, stream: OpenStream) -> AsyncGenerator[EngineEvent, None]: ...
+    def read(
+        self, stream: OpenStream, planned: UpstreamRequest
+    ) -> AsyncGenerator[EngineEvent, None]: ...
 
 
 async def _nothing() -> AsyncGenerator[EngineEvent, None]:

@@ -250,7 +250,7 @@ class MessagePipeline:
             if admission is not None:  # cancelled: awaiting is not safe here
                 self._spawn(self._limiter.refund(admission))
             raise
-        stream = MessageStream(request, generation.input_tokens)
+        stream = MessageStream(request, generation.input_tokens, cache=generation.cache)
         span = tracing.start_span("generation")
         if span is not None:
             span.set_attribute("gen_ai.request.model", entry.id)

@@ -1,0 +1,128 @@
+"""A fake OpenAI-compatible server that replays recorded exchanges of a real one (vLLM,
+SGLang, Ollama), and checks that the request Parley sends is the one recorded.
+
+A fixture file (tests/upstream/fixtures/SERVER.json) holds what the server answers
+on its discovery endpoints (`models`, and `version` for Ollama's `/api/version`)
+and named `exchanges`: the request Parley must send (`path`, and `body`, matched as
+below) and the server's documented answer (`status` with `chunks` streamed as SSE,
+or an error `body`). Bodies match when every key of the recorded one matches (keys
+it leaves out may be anything, `absent` keys must not be there); lists match item
+by item; `{"$contains": TEXT}` matches a string holding TEXT.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from tests.upstream.fake_openai import serve_asgi
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def load_fixture(server: str) -> dict[str, Any]:
+    fixture: dict[str, Any] = json.loads((FIXTURES / f"{server}.json").read_text())
+    return fixture
+
+
+def mismatches(expected: Any, actual: Any, path: str = "body") -> list[str]:
+    """Where `actual` differs from the recorded `expected`, one line each."""
+    if isinstance(expected, dict) and set(expected) == {"$contains"}:
+        if isinstance(actual, str) and expected["$contains"] in actual:
+            return []
+        return [f"{path}: {actual!r} does not contain {expected['$contains']!r}"]
+    if isinstance(expected, dict):
+        if not isinstance(actual, dict):
+            return [f"{path}: expected an object, got {actual!r}"]
+        problems: list[str] = []
+        for key, value in expected.items():
+            if key not in actual:
+                problems.append(f"{path}.{key}: missing")
+            else:
+                problems += mismatches(value, actual[key], f"{path}.{key}")
+        return problems
+    if isinstance(expected, list):
+        if not isinstance(actual, list) or len(actual) != len(expected):
+            return [f"{path}: expected {len(expected)} items, got {actual!r}"]
+        problems = []
+        for i, (want, got) in enumerate(zip(expected, actual, strict=True)):
+            problems += mismatches(want, got, f"{path}.{i}")
+        return problems
+    if expected != actual:
+        return [f"{path}: expected {expected!r}, got {actual!r}"]
+    return []
+
+
+@dataclass
+class Replay:
+    fixture: dict[str, Any]
+    # The exchange the next generation request must be; set by the test.
+    expect: str | None = None
+    problems: list[str] = field(default_factory=list)
+    received: list[dict[str, Any]] = field(default_factory=list)
+
+    def check(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        self.received.append(body)
+        if self.expect is None:
+            self.problems.append(f"unexpected request to {path}")
+            return None
+        exchange: dict[str, Any] = self.fixture["exchanges"][self.expect]
+        request = exchange["request"]
+        found = [] if path == request["path"] else [f"path: {path} != {request['path']}"]
+        found += mismatches(request.get("body", {}), body)
+        found += [f"body.{key}: must be absent" for key in request.get("absent", ()) if key in body]
+        self.problems += [f"{self.expect}: {p}" for p in found]
+        return None if found else exchange
+
+
+def create_app(replay: Replay) -> Starlette:
+    fixture = replay.fixture
+
+    async def generate(request: Request) -> Response:
+        exchange = replay.check(request.url.path, await request.json())
+        if exchange is None:
+            return JSONResponse({"error": {"message": "not the recorded request"}}, 418)
+        answer = exchange["response"]
+        if "chunks" not in answer:
+            return JSONResponse(answer["body"], status_code=answer["status"])
+
+        async def stream() -> AsyncIterator[bytes]:
+            for chunk in answer["chunks"]:
+                yield f"data: {json.dumps(chunk)}\n\n".encode()
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    async def models(request: Request) -> Response:
+        return JSONResponse(fixture["models"])
+
+    async def version(request: Request) -> Response:
+        if "version" not in fixture:
+            return JSONResponse({"detail": "Not Found"}, status_code=404)
+        return JSONResponse(fixture["version"])
+
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", generate, methods=["POST"]),
+            Route("/v1/completions", generate, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/api/version", version, methods=["GET"]),
+        ]
+    )
+
+
+@asynccontextmanager
+async def replaying(server: str) -> AsyncIterator[tuple[Replay, str]]:
+    """The fake for `server`'s fixture on a loopback port; yields it and its /v1 URL."""
+    replay = Replay(load_fixture(server))
+    async with serve_asgi(create_app(replay)) as url:
+        yield replay, f"{url}/v1"
