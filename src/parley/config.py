@@ -134,6 +134,12 @@ class ModelConfig(BaseModel):
     # Declared capabilities /v1/models reports; None: what the backend kind supports.
     images: bool | None = None
     tools: bool | None = None
+    # `output_config.format` and strict tools; an upstream must enforce them itself
+    # (vLLM, SGLang, llama-server and Ollama take `response_format` json_schema).
+    structured_outputs: bool | None = None
+    # The model reasons (thinking blocks): a GGUF whose chat template has `<think>`
+    # sections, an OpenAI-compatible upstream that streams `reasoning_content`.
+    thinking: bool | None = None
 
     @model_validator(mode="after")
     def _engine_fields_live_on_backends(self) -> ModelConfig:
@@ -245,6 +251,11 @@ class Settings(BaseSettings):
     batch_poll_interval: float = Field(default=1.0, gt=0)
     # Whether this process runs the batch worker (API-only replicas may turn it off).
     batch_worker: bool = True
+    # The key that signs thinking blocks (core/thinking.py). Unset: a random key kept
+    # in DATA_DIR/thinking-key. Replicas behind one load balancer need the same key
+    # (a block signed by one is sent back to another): set it in the config or
+    # PARLEY_THINKING_KEY (at least 16 characters).
+    thinking_key: SecretStr | None = None
 
     @classmethod
     def settings_customise_sources(

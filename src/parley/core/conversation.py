@@ -7,6 +7,9 @@ What the model cannot read is refused with a 400 that names it, never dropped.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from parley.core.generation import (
     EngineCapabilities,
     GenerationRequest,
@@ -15,11 +18,20 @@ from parley.core.generation import (
     Role,
     Sampling,
     TextPart,
+    ThinkingPart,
     ToolCall,
     ToolResult,
     Turn,
 )
 from parley.core.images import ImageFetch, decode_base64_image, url_images_refused
+from parley.core.output_schemas import check_output_schema
+from parley.core.request_fields import check_message_fields, check_prompt_fields
+from parley.core.thinking import (
+    ThinkingSigner,
+    check_thinking_turns,
+    invalid_signature,
+    thinking_of,
+)
 from parley.core.tool_pairing import check_tool_pairing
 from parley.core.tools import tool_choice, tool_specs
 from parley.errors import InvalidRequestError
@@ -55,11 +67,13 @@ class _Reader:
         capabilities: EngineCapabilities,
         images: ImageFetch | None,
         names: dict[str, str],
+        signer: ThinkingSigner | None,
     ) -> None:
         self._model = model
         self._capabilities = capabilities
         self._images = images
         self._names = names
+        self._signer = signer
 
     async def parts(self, message: MessageParam, i: int) -> tuple[Part, ...]:
         if isinstance(message.content, str):
@@ -69,8 +83,11 @@ class _Reader:
             path = f"messages.{i}.content.{j}"
             if isinstance(block, TextBlockParam):
                 parts.append(self._text(block))
-            elif isinstance(block, ThinkingBlockParam | RedactedThinkingBlockParam):
-                continue  # earlier turns' thinking is not shown to the model (api-spec §8)
+            elif isinstance(block, ThinkingBlockParam):
+                parts.append(self._thinking(block, path))
+            elif isinstance(block, RedactedThinkingBlockParam):
+                # Opaque: Parley's own are never produced unsigned, an upstream's go back.
+                parts.append(ThinkingPart(data=block.data))
             elif isinstance(block, ToolUseBlockParam):
                 parts.append(ToolCall(block.id, block.name, block.input))
             elif isinstance(block, ToolResultBlockParam):
@@ -80,6 +97,15 @@ class _Reader:
             elif isinstance(block, DocumentBlockParam):
                 parts.append(self._document(block, path))
         return tuple(parts)
+
+    def _thinking(self, block: ThinkingBlockParam, path: str) -> ThinkingPart:
+        # Earlier turns' thinking is checked but not shown to a local model (api-spec
+        # §8); an Anthropic upstream checks its own signatures.
+        if not self._capabilities.upstream_signatures and (
+            self._signer is None or not self._signer.verify(block.thinking, block.signature)
+        ):
+            raise invalid_signature(path)
+        return ThinkingPart(block.thinking, block.signature)
 
     def _text(self, block: TextBlockParam) -> TextPart:
         if not block.text:
@@ -131,12 +157,13 @@ async def build_turns(
     model: str,
     capabilities: EngineCapabilities,
     images: ImageFetch | None = None,
+    signer: ThinkingSigner | None = None,
 ) -> tuple[Turn, ...]:
     if not messages:
         raise InvalidRequestError("messages: at least one message is required")
     if messages[0].role != "user":
         raise InvalidRequestError('messages: first message must use the "user" role')
-    reader = _Reader(model, capabilities, images, check_tool_pairing(messages))
+    reader = _Reader(model, capabilities, images, check_tool_pairing(messages), signer)
     turns: list[Turn] = []
     last = len(messages) - 1
     for i, message in enumerate(messages):
@@ -161,16 +188,44 @@ async def build_turns(
     return tuple(turns)
 
 
+def output_schema(
+    params: MessageCreateParams | CountTokensParams, capabilities: EngineCapabilities
+) -> Mapping[str, Any] | None:
+    """`output_config.format` (or the beta's deprecated `output_format`), checked."""
+    config = params.output_config
+    fmt, path = (config.format, "output_config.format") if config else (None, "")
+    legacy = params.output_format if isinstance(params, MessageCreateParams) else None
+    if legacy is not None:
+        if fmt is not None:
+            raise InvalidRequestError(
+                "output_format: Both output_format and output_config.format were provided. "
+                "Please use only output_config.format (output_format is deprecated)."
+            )
+        fmt, path = legacy, "output_format"
+    if fmt is None:
+        return None
+    if not capabilities.structured_outputs:
+        raise InvalidRequestError(
+            f"{path}: model {params.model} does not support structured outputs."
+        )
+    check_output_schema(fmt.json_schema, f"{path}.schema")
+    return fmt.json_schema
+
+
 async def generation_request(
     params: MessageCreateParams,
     capabilities: EngineCapabilities,
     images: ImageFetch | None = None,
+    signer: ThinkingSigner | None = None,
 ) -> GenerationRequest:
+    check_message_fields(params, capabilities)
     tools = tool_specs(params.tools, capabilities, params.model)
+    thinking = thinking_of(params, capabilities, params.max_tokens)
+    check_thinking_turns(params.messages, thinking)
     return GenerationRequest(
         model=params.model,
         system=_system_text(params.system),
-        turns=await build_turns(params.messages, params.model, capabilities, images),
+        turns=await build_turns(params.messages, params.model, capabilities, images, signer),
         max_tokens=params.max_tokens,
         stop_sequences=tuple(s for s in params.stop_sequences or () if s),
         sampling=Sampling(
@@ -180,6 +235,8 @@ async def generation_request(
         ),
         tools=tools,
         tool_choice=tool_choice(params.tool_choice, tools),
+        output_schema=output_schema(params, capabilities),
+        thinking=thinking,
     )
 
 
@@ -187,13 +244,18 @@ async def counting_request(
     params: CountTokensParams,
     capabilities: EngineCapabilities,
     images: ImageFetch | None = None,
+    signer: ThinkingSigner | None = None,
 ) -> GenerationRequest:
+    # `compaction` is accepted and ignored here, as the API documents for count_tokens.
+    check_prompt_fields(params, capabilities)
     tools = tool_specs(params.tools, capabilities, params.model)
     return GenerationRequest(
         model=params.model,
         system=_system_text(params.system),
-        turns=await build_turns(params.messages, params.model, capabilities, images),
+        turns=await build_turns(params.messages, params.model, capabilities, images, signer),
         max_tokens=0,
         tools=tools,
         tool_choice=tool_choice(params.tool_choice, tools),
+        output_schema=output_schema(params, capabilities),
+        thinking=thinking_of(params, capabilities, None),
     )

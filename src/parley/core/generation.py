@@ -9,13 +9,16 @@ OpenAI-compatible server, Anthropic itself) can be written against it.
 
 Event order, per generation::
 
-    ( TextChunk* | ToolCallStart ToolInputChunk* )*  Finished
+    ( ThinkingChunk* [ThinkingSignature] | RedactedThinking
+      | TextChunk* | ToolCallStart ToolInputChunk* )*  Finished
 
-A run of `TextChunk`s is one text block; a `ToolCallStart` opens a tool_use
-block, its `ToolInputChunk`s carry the input JSON in fragments, and the block
-ends at the next event of another kind. The concatenated fragments of a call
-must be one JSON object (core checks, and fails the message if not); when the
-call was cut off by `max_tokens` it may be an unfinished prefix of one.
+A run of `ThinkingChunk`s is one thinking block (core signs it, unless the engine
+passes its upstream's own `ThinkingSignature`); a run of `TextChunk`s is one text
+block; a `ToolCallStart` opens a tool_use block, its `ToolInputChunk`s carry the
+input JSON in fragments, and the block ends at the next event of another kind.
+The concatenated fragments of a call must be one JSON object (core checks, and
+fails the message if not); when the call was cut off by `max_tokens` it may be an
+unfinished prefix of one.
 `Finished` always comes last. Each event carries the running total of output
 tokens.
 """
@@ -50,6 +53,16 @@ class EngineCapabilities:
 
     images: bool = False
     tools: bool = False
+    # Replies held to `output_config.format` and strict tools' inputs held to their
+    # schemas (a grammar, or an upstream that enforces them).
+    structured_outputs: bool = False
+    # The model reasons before answering (thinking blocks), as `adaptive` asks.
+    thinking: bool = False
+    # ... and keeps to a caller's `budget_tokens` (`enabled`).
+    thinking_budgets: bool = False
+    # Thinking signatures are the upstream's own (Anthropic's): passed back to it
+    # unchanged, for it to check, rather than checked by Parley.
+    upstream_signatures: bool = False
 
 
 # --- the conversation ---------------------------------------------------------------
@@ -106,7 +119,19 @@ class ToolResult:
         return "\n".join(p.text for p in self.content if isinstance(p, TextPart))
 
 
-Part = TextPart | ImagePart | ToolCall | ToolResult
+@dataclass(frozen=True)
+class ThinkingPart:
+    """Earlier reasoning passed back in an assistant turn: a thinking block
+    (`thinking`, `signature`) or a redacted one (`data`). Engines that render a
+    prompt leave it out (the API does not show earlier turns' thinking to the
+    model); an Anthropic upstream gets it back unchanged."""
+
+    thinking: str | None = None
+    signature: str | None = None
+    data: str | None = None
+
+
+Part = TextPart | ImagePart | ToolCall | ToolResult | ThinkingPart
 
 
 @dataclass(frozen=True)
@@ -156,6 +181,8 @@ class ToolSpec:
     name: str
     description: str | None
     input_schema: Mapping[str, Any]
+    # `strict: true`: the input must validate against the schema (structured outputs).
+    strict: bool = False
 
 
 ToolChoiceMode = Literal["auto", "any", "tool", "none"]
@@ -206,6 +233,26 @@ class Sampling:
         return self.temperature == 0.0
 
 
+ThinkingMode = Literal["off", "enabled", "adaptive"]
+
+
+@dataclass(frozen=True)
+class Thinking:
+    """Whether the model reasons first (api-spec §5.1 `thinking`).
+
+    - off: no reasoning (`disabled`, `between_tools`, or no `thinking`);
+    - enabled: reason, up to `budget_tokens` tokens;
+    - adaptive: the model decides whether and how much, within `budget_tokens`.
+    `effort` is `output_config.effort` as sent (None: the API's default, high).
+    """
+
+    mode: ThinkingMode = "off"
+    budget_tokens: int | None = None
+    effort: str | None = None
+    # `display: omitted`: thinking text is withheld, only the signature is returned.
+    omitted: bool = False
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """What an engine is asked to do: a conversation to continue, and limits.
@@ -224,6 +271,9 @@ class GenerationRequest:
     sampling: Sampling = field(default_factory=Sampling)
     tools: tuple[ToolSpec, ...] = ()
     tool_choice: ToolChoice = field(default_factory=ToolChoice)
+    # `output_config.format`: the reply's text is JSON valid against this schema.
+    output_schema: Mapping[str, Any] | None = None
+    thinking: Thinking = field(default_factory=Thinking)
 
     @property
     def prefill(self) -> str | None:
@@ -243,6 +293,31 @@ class TextChunk:
     """Text the model produced; `output_tokens` is the running total so far."""
 
     text: str
+    output_tokens: int
+
+
+@dataclass(frozen=True)
+class ThinkingChunk:
+    """Reasoning the model produced, before its answer."""
+
+    text: str
+    output_tokens: int
+
+
+@dataclass(frozen=True)
+class ThinkingSignature:
+    """The current thinking block's signature, from an upstream that signs its own
+    (Anthropic); without one core signs the block itself."""
+
+    signature: str
+    output_tokens: int
+
+
+@dataclass(frozen=True)
+class RedactedThinking:
+    """A whole redacted_thinking block from an upstream."""
+
+    data: str
     output_tokens: int
 
 
@@ -278,4 +353,12 @@ class Finished:
     stop_details: Mapping[str, Any] | None = None
 
 
-EngineEvent = TextChunk | ToolCallStart | ToolInputChunk | Finished
+EngineEvent = (
+    TextChunk
+    | ToolCallStart
+    | ToolInputChunk
+    | ThinkingChunk
+    | ThinkingSignature
+    | RedactedThinking
+    | Finished
+)

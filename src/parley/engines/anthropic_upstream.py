@@ -21,7 +21,10 @@ from parley.core.generation import (
     EngineStopReason,
     Finished,
     GenerationRequest,
+    RedactedThinking,
     TextChunk,
+    ThinkingChunk,
+    ThinkingSignature,
     ToolCallStart,
     ToolInputChunk,
 )
@@ -66,7 +69,15 @@ class AnthropicUpstreamEngine(UpstreamEngine):
         super().__init__(
             config,
             headers,
-            capabilities=capabilities or EngineCapabilities(images=True, tools=True),
+            capabilities=capabilities
+            or EngineCapabilities(
+                images=True,
+                tools=True,
+                structured_outputs=True,
+                thinking=True,
+                thinking_budgets=True,
+                upstream_signatures=True,
+            ),
             context_window=context_window or DEFAULT_CONTEXT_WINDOW,
             transport=transport,
             claim_timeout=claim_timeout,
@@ -114,7 +125,9 @@ class AnthropicUpstreamEngine(UpstreamEngine):
             error.get("type"), error.get("message"), {}, status=500, upstream=self.name
         )
 
-    async def read(self, stream: OpenStream) -> AsyncGenerator[EngineEvent, None]:
+    async def read(
+        self, stream: OpenStream, request: GenerationRequest
+    ) -> AsyncGenerator[EngineEvent, None]:
         output_tokens = 0
         stop_reason: str | None = None
         stop_sequence: str | None = None
@@ -125,6 +138,10 @@ class AnthropicUpstreamEngine(UpstreamEngine):
                 block = data.get("content_block") or {}
                 if block.get("type") == "tool_use":
                     yield ToolCallStart(block.get("name", ""), output_tokens, block.get("id"))
+                elif block.get("type") == "thinking":
+                    yield ThinkingChunk(block.get("thinking") or "", output_tokens)
+                elif block.get("type") == "redacted_thinking":
+                    yield RedactedThinking(block.get("data", ""), output_tokens)
             elif kind == "content_block_delta":
                 delta = data.get("delta") or {}
                 if delta.get("type") == "text_delta" and delta.get("text"):
@@ -132,6 +149,12 @@ class AnthropicUpstreamEngine(UpstreamEngine):
                     yield TextChunk(delta["text"], output_tokens)
                 elif delta.get("type") == "input_json_delta":
                     yield ToolInputChunk(delta.get("partial_json", ""), output_tokens)
+                elif delta.get("type") == "thinking_delta" and delta.get("thinking"):
+                    output_tokens += 1
+                    yield ThinkingChunk(delta["thinking"], output_tokens)
+                elif delta.get("type") == "signature_delta":
+                    # Anthropic's own signature, passed on unchanged (never re-signed).
+                    yield ThinkingSignature(delta.get("signature", ""), output_tokens)
             elif kind == "message_delta":
                 delta = data.get("delta") or {}
                 stop_reason = delta.get("stop_reason")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -43,9 +44,15 @@ def local_engine(
 
 
 def declared_capabilities(config: ModelConfig, default: EngineCapabilities) -> EngineCapabilities:
-    return EngineCapabilities(
-        images=default.images if config.images is None else config.images,
-        tools=default.tools if config.tools is None else config.tools,
+    def pick(declared: bool | None, own: bool) -> bool:
+        return own if declared is None else declared
+
+    return replace(
+        default,
+        images=pick(config.images, default.images),
+        tools=pick(config.tools, default.tools),
+        structured_outputs=pick(config.structured_outputs, default.structured_outputs),
+        thinking=pick(config.thinking, default.thinking),
     )
 
 
@@ -62,6 +69,8 @@ def _backend(
         engine = OpenAICompatEngine(
             backend, context_window=model.context_window, transport=transport
         )
+        # What the model declares (thinking, say) shapes the upstream body itself.
+        engine.capabilities = declared_capabilities(model, engine.capabilities)
         return Backend(engine.name, "openai", backend.base_url, engine, backend.model)
     if isinstance(backend, AnthropicBackendConfig):
         from parley.engines.anthropic_upstream import AnthropicUpstreamEngine

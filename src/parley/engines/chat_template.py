@@ -9,6 +9,8 @@ same Hermes style written into the system message and the turns' text
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -29,6 +31,11 @@ _CHATML = (
     "{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 _PREFILL_MARK = "\x00parley-prefill\x00"
+
+
+def output_note(schema: Mapping[str, Any]) -> str:
+    text = json.dumps(dict(schema), ensure_ascii=False)
+    return f"Reply with JSON only, valid against this JSON schema:\n{text}"
 
 
 class ChatTemplate:
@@ -67,6 +74,10 @@ class ChatTemplate:
 
     def _messages(self, request: GenerationRequest) -> list[dict[str, Any]]:
         system = request.system
+        if request.output_schema is not None:
+            # The grammar holds the reply to the schema; the model is told what to fill.
+            note = output_note(request.output_schema)
+            system = f"{system}\n\n{note}" if system else note
         if request.tools:
             addition = (
                 choice_note(request.tool_choice)

@@ -38,8 +38,8 @@ from parley.core.slots import SlotPool
 from parley.engines.base import Engine, Generation, PreparedGeneration
 from parley.engines.chat_template import ChatTemplate
 from parley.engines.hermes import CallSplitter, CallStartOut, InputOut, SplitEvent, TextOut
-from parley.engines.llamacpp_grammar import call_grammar
-from parley.errors import APIError, InternalServerError
+from parley.engines.llamacpp_grammar import NoGrammarError, call_grammar
+from parley.errors import APIError, InternalServerError, InvalidRequestError
 
 log = logging.getLogger(__name__)
 
@@ -76,15 +76,29 @@ class ToolPlan:
 
     grammar: str | None = None
     forced: bool = False
+    calls: bool = False  # the grammar allows a call, which the output is split into
 
     @classmethod
     def of(cls, request: GenerationRequest) -> ToolPlan:
+        """With `output_config.format` the reply's text is held to its schema too."""
         allowed = request.tool_choice.allowed(request.tools)
-        if not allowed:
-            return cls()
-        forced = request.tool_choice.required
-        tools = [(t.name, t.input_schema) for t in allowed]
-        return cls(call_grammar(tools, allow_text=not forced), forced)
+        schema = request.output_schema
+        try:
+            if not allowed:
+                if schema is None:
+                    return cls()
+                return cls(call_grammar([], allow_text=True, output_schema=schema))
+            forced = request.tool_choice.required
+            tools = [(t.name, t.input_schema, t.strict) for t in allowed]
+            grammar = call_grammar(tools, allow_text=not forced, output_schema=schema)
+        except NoGrammarError as exc:
+            # Checked against the API's subset already; what is left is a regex the
+            # grammar converter cannot express.
+            path = "output_config.format.schema" if schema is not None else "tools"
+            raise InvalidRequestError(
+                f"{path}: model {request.model} cannot enforce this schema ({exc})."
+            ) from None
+        return cls(grammar, forced, calls=True)
 
 
 @dataclass(frozen=True)
@@ -94,8 +108,9 @@ class _Prompt:
 
 
 class LlamaCppEngine(Engine[_Prompt]):
-    # Text only: SmolLM2 has no vision tower. Tools: calls are grammar-constrained.
-    capabilities = EngineCapabilities(images=False, tools=True)
+    # Text only: SmolLM2 has no vision tower. Tools, strict tools and output formats:
+    # grammar-constrained.
+    capabilities = EngineCapabilities(images=False, tools=True, structured_outputs=True)
 
     def __init__(
         self,
@@ -245,7 +260,7 @@ def _decode(
     # A fresh grammar object per request: generate() builds a new sampler chain from
     # it, so no grammar state survives into the slot's next request.
     grammar = LlamaGrammar.from_string(plan.grammar) if plan.grammar else None
-    calls = _CallEvents(plan) if grammar is not None else None
+    calls = _CallEvents(plan) if plan.calls else None
     if sampling.greedy:
         # Reusing a cached KV prefix evaluates only the prompt's tail, in batches of
         # another shape, and the float results differ enough to flip greedy choices.

@@ -42,7 +42,8 @@ class OpenAICompatEngine(UpstreamEngine):
         super().__init__(
             config,
             {"authorization": f"Bearer {key}"} if key else {},
-            capabilities=capabilities or EngineCapabilities(images=False, tools=True),
+            capabilities=capabilities
+            or EngineCapabilities(images=False, tools=True, structured_outputs=True),
             context_window=context_window or DEFAULT_CONTEXT_WINDOW,
             transport=transport,
             claim_timeout=claim_timeout,
@@ -57,14 +58,16 @@ class OpenAICompatEngine(UpstreamEngine):
             )
 
     def body(self, request: GenerationRequest) -> dict[str, Any]:
-        return chat_body(request, self.config)
+        return chat_body(request, self.config, config_thinks=self.capabilities.thinking)
 
     def error_from(self, status: int, body: bytes, headers: httpx.Headers) -> APIError:
         message, _ = error_message(body)
         return status_error(status, message, headers, upstream=self.name)
 
-    async def read(self, stream: OpenStream) -> AsyncGenerator[EngineEvent, None]:
-        reader = ChatStreamReader(self.name)
+    async def read(
+        self, stream: OpenStream, request: GenerationRequest
+    ) -> AsyncGenerator[EngineEvent, None]:
+        reader = ChatStreamReader(self.name, thinking=request.thinking.mode != "off")
         while (event := await stream.next_event()) is not None:
             if event.data.strip() == "[DONE]":
                 break

@@ -23,6 +23,7 @@ from parley.core.generation import (
     ImagePart,
     TextChunk,
     TextPart,
+    ThinkingChunk,
     ToolCall,
     ToolCallStart,
     ToolChoice,
@@ -118,7 +119,19 @@ def tool_spec(tool: ToolSpec) -> dict[str, Any]:
     function: dict[str, Any] = {"name": tool.name, "parameters": dict(tool.input_schema)}
     if tool.description:
         function["description"] = tool.description
+    if tool.strict:
+        function["strict"] = True  # OpenAI's spelling of a schema-exact input
     return {"type": "function", "function": function}
+
+
+# `output_config.effort` as OpenAI's `reasoning_effort` (which stops at "high").
+_REASONING_EFFORT = {
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "high",
+    "max": "high",
+}
 
 
 def tool_choice(choice: ToolChoice) -> str | dict[str, Any]:
@@ -129,7 +142,9 @@ def tool_choice(choice: ToolChoice) -> str | dict[str, Any]:
     return choice.mode  # "auto" and "none" are spelled alike
 
 
-def chat_body(request: GenerationRequest, config: OpenAIBackendConfig) -> dict[str, Any]:
+def chat_body(
+    request: GenerationRequest, config: OpenAIBackendConfig, *, config_thinks: bool = False
+) -> dict[str, Any]:
     sampling = request.sampling
     body: dict[str, Any] = {
         "model": config.model,
@@ -151,6 +166,23 @@ def chat_body(request: GenerationRequest, config: OpenAIBackendConfig) -> dict[s
         body["tool_choice"] = tool_choice(request.tool_choice)
         if not request.tool_choice.parallel and request.tool_choice.mode != "none":
             body["parallel_tool_calls"] = False
+    if request.output_schema is not None:
+        # vLLM, SGLang, llama-server and Ollama constrain the reply to the schema.
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {
+                "name": "output",
+                "schema": dict(request.output_schema),
+                "strict": True,
+            },
+        }
+    if config_thinks:
+        # Qwen3-style templates switch reasoning on and off with `enable_thinking`
+        # (vLLM and SGLang pass `chat_template_kwargs` to the template).
+        thinking = request.thinking
+        body["chat_template_kwargs"] = {"enable_thinking": thinking.mode != "off"}
+        if thinking.mode != "off" and thinking.effort is not None:
+            body["reasoning_effort"] = _REASONING_EFFORT[thinking.effort]
     if request.prefill:
         # vLLM's and SGLang's way to continue the final assistant message rather than
         # start a new one after it (api-spec §5.2: a final assistant turn is a prefill).
@@ -191,6 +223,9 @@ class ChatStreamReader:
     """
 
     upstream: str
+    # Whether the request asked for thinking: a reasoning model's thinking is
+    # relayed only then (with thinking off it is the upstream's business).
+    thinking: bool = False
     output_tokens: int = 0
     finish: EngineStopReason | None = None
     usage: Mapping[str, Any] | None = None
@@ -209,10 +244,15 @@ class ChatStreamReader:
                 continue
             delta = choice.get("delta") or {}
             text = delta.get("content")
-            if text or delta.get("tool_calls"):
+            # vLLM, SGLang and llama-server stream a reasoning model's thinking apart
+            # (`reasoning_content`; some servers say `reasoning`).
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            if text or reasoning or delta.get("tool_calls"):
                 # One chunk is about one token; the upstream's own count, when it
                 # sends one, replaces this in `finished()`.
                 self.output_tokens += 1
+            if reasoning and isinstance(reasoning, str) and self.thinking:
+                events.append(ThinkingChunk(reasoning, self.output_tokens))
             if text:
                 events.append(TextChunk(text, self.output_tokens))
             for fragment in delta.get("tool_calls") or ():

@@ -7,6 +7,9 @@ The reply is decided by directives in the last user turn's text, one per line:
 - ``tool: NAME {JSON}``: call tool NAME with that input (``{}`` when omitted);
   several lines make several calls, after any ``say:`` text. Honoured as far as
   tool_choice allows: never under ``none``, only NAME's own under ``tool``.
+- ``think: TEXT``: reason TEXT first (a thinking block), when the request asks for
+  thinking and the model's config says it thinks (`thinking = true`); cut at the
+  request's `budget_tokens`.
 - ``fail: ERROR_TYPE``: after the reply's first token, fail with that API error
   type (for example ``overloaded_error``), which a stream reports as an
   ``event: error`` frame.
@@ -15,7 +18,9 @@ The reply is decided by directives in the last user turn's text, one per line:
 
 With tool_choice ``any`` or ``tool`` and no usable ``tool:`` line, the reply is
 one call to the chosen (or first) tool whose input is the smallest value its
-schema allows (`core.tool_schemas.minimal_instance`).
+schema allows (`core.tool_schemas.minimal_instance`). With `output_config.format`
+the reply is the ``say:`` text if it is JSON valid against the schema, else the
+smallest valid value, so clients can test their parsing against it.
 
 Tokens are whitespace-delimited words (each with its trailing space), so
 token counts are easy to reason about in tests; a call counts one token for
@@ -30,6 +35,7 @@ import json
 import re
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
+from typing import Any
 
 from parley.core.generation import (
     EngineCapabilities,
@@ -39,6 +45,7 @@ from parley.core.generation import (
     ImagePart,
     TextChunk,
     TextPart,
+    ThinkingChunk,
     ToolCall,
     ToolCallStart,
     ToolInputChunk,
@@ -46,12 +53,12 @@ from parley.core.generation import (
     Turn,
 )
 from parley.core.slots import SlotPool
-from parley.core.tool_schemas import minimal_instance
+from parley.core.tool_schemas import minimal_instance, value_errors
 from parley.engines.base import Engine, Generation, PreparedGeneration
 from parley.errors import ERROR_CLASSES_BY_TYPE, InternalServerError, InvalidRequestError
 
 _TOKEN = re.compile(r"\s*\S+\s*|\s+")
-_DIRECTIVE = re.compile(r"^(say|count|fail|tool):\s?(.*)$", re.MULTILINE)
+_DIRECTIVE = re.compile(r"^(say|count|fail|tool|think):\s?(.*)$", re.MULTILINE)
 _TOOL = re.compile(r"^([a-zA-Z0-9_-]+)\s*(.*)$", re.DOTALL)
 
 
@@ -94,15 +101,19 @@ def render_prompt(request: GenerationRequest) -> str:
 
 @dataclass
 class Script:
+    thinking: str | None = None
     text: str = ""
     calls: list[tuple[str, str]] = field(default_factory=list)  # (name, input JSON)
     failure: Exception | None = None
 
 
 class ScriptedEngine(Engine[Script]):
-    # Tools always; images only when the model's config says so (`images = true`),
-    # so a default scripted model stands in for a text-only one.
-    capabilities = EngineCapabilities(images=False, tools=True)
+    # Tools and structured outputs always; images and thinking only when the model's
+    # config says so (`images = true`, `thinking = true`), so a default scripted
+    # model stands in for a text-only one that does not reason.
+    capabilities = EngineCapabilities(
+        images=False, tools=True, structured_outputs=True, thinking_budgets=True
+    )
 
     def __init__(
         self,
@@ -156,21 +167,26 @@ class ScriptedEngine(Engine[Script]):
             self._pool.release(slot)
 
 
-def _events(script: Script) -> list[TextChunk | ToolCallStart | ToolInputChunk]:
-    events: list[TextChunk | ToolCallStart | ToolInputChunk] = [
-        TextChunk(token, 0) for token in tokenize(script.text)
-    ]
+Scripted = TextChunk | ThinkingChunk | ToolCallStart | ToolInputChunk
+
+
+def _events(script: Script) -> list[Scripted]:
+    events: list[Scripted] = []
+    if script.thinking is not None:
+        # An empty thought is still a block (it carries a signature).
+        events += [ThinkingChunk(t, 0) for t in tokenize(script.thinking) or [""]]
+    events += [TextChunk(token, 0) for token in tokenize(script.text)]
     for name, input_json in script.calls:
         events.append(ToolCallStart(name, 0))
         events += [ToolInputChunk(word, 0) for word in tokenize(input_json)]
     return events
 
 
-def _counted(
-    event: TextChunk | ToolCallStart | ToolInputChunk, produced: int
-) -> TextChunk | ToolCallStart | ToolInputChunk:
+def _counted(event: Scripted, produced: int) -> Scripted:
     if isinstance(event, TextChunk):
         return TextChunk(event.text, produced)
+    if isinstance(event, ThinkingChunk):
+        return ThinkingChunk(event.text, produced)
     if isinstance(event, ToolCallStart):
         return ToolCallStart(event.name, produced)
     return ToolInputChunk(event.partial_json, produced)
@@ -197,7 +213,25 @@ def write_script(request: GenerationRequest) -> Script:
         script.text = "Failing soon"
     elif not script.calls:
         script.text = f"Echo: {_content(last_user, calls=False)}"
+    if request.output_schema is not None and not script.calls:
+        script.text = _structured(request.output_schema, script.text)
+    thinking = request.thinking
+    if thinking.mode != "off" and "think" in found:
+        words = tokenize(found["think"])
+        if thinking.budget_tokens is not None:
+            words = words[: thinking.budget_tokens]
+        script.thinking = "".join(words)
     return script
+
+
+def _structured(schema: Any, text: str) -> str:
+    """The text if it is JSON valid against the schema, else the smallest valid value."""
+    try:
+        if not value_errors(schema, json.loads(text)):
+            return text
+    except ValueError:
+        pass
+    return json.dumps(minimal_instance(schema))
 
 
 def _calls(request: GenerationRequest, lines: list[str]) -> list[tuple[str, str]]:

@@ -6,7 +6,14 @@ from __future__ import annotations
 import json
 import math
 
-from parley.core.generation import GenerationRequest, ImagePart, Part, TextPart, ToolCall
+from parley.core.generation import (
+    GenerationRequest,
+    ImagePart,
+    Part,
+    TextPart,
+    ThinkingPart,
+    ToolCall,
+)
 
 
 def estimate_tokens(text: str) -> int:
@@ -30,6 +37,8 @@ def _part_tokens(part: Part) -> int:
         return estimate_image_tokens(part)
     if isinstance(part, ToolCall):
         return 4 + estimate_tokens(part.name + part.input_json)
+    if isinstance(part, ThinkingPart):
+        return estimate_tokens(part.thinking or part.data or "")
     return 4 + sum(_part_tokens(p) for p in part.content)
 
 

@@ -90,7 +90,7 @@ class UpstreamEngine(Engine[UpstreamRequest]):
         )
         opened = await call.start()
         input_tokens = self.opened_input_tokens(opened) or prepared.input_tokens
-        return Generation(input_tokens, self._events(call), call.discard)
+        return Generation(input_tokens, self._events(call, prepared.request), call.discard)
 
     async def _open(self, body: dict[str, Any]) -> OpenStream:
         stream = await open_stream(
@@ -103,10 +103,12 @@ class UpstreamEngine(Engine[UpstreamRequest]):
             raise
         return stream
 
-    async def _events(self, call: UpstreamCall) -> AsyncGenerator[EngineEvent, None]:
+    async def _events(
+        self, call: UpstreamCall, request: GenerationRequest
+    ) -> AsyncGenerator[EngineEvent, None]:
         stream = await call.claim()
         try:
-            async for event in self.read(stream):
+            async for event in self.read(stream, request):
                 yield event
         finally:
             await stream.aclose()
@@ -139,7 +141,9 @@ class UpstreamEngine(Engine[UpstreamRequest]):
         return None
 
     @abstractmethod
-    def read(self, stream: OpenStream) -> AsyncGenerator[EngineEvent, None]: ...
+    def read(
+        self, stream: OpenStream, request: GenerationRequest
+    ) -> AsyncGenerator[EngineEvent, None]: ...
 
 
 async def _nothing() -> AsyncGenerator[EngineEvent, None]:

@@ -17,23 +17,37 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import aclosing, nullcontext
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from parley.core.context_edits import Measure, apply_context_edits, check_context_management
 from parley.core.conversation import counting_request, generation_request
+from parley.core.generation import GenerationRequest, Turn
 from parley.core.images import ImageFetch
 from parley.core.messages import MessageStream, check_context, check_max_tokens
 from parley.core.records import ApiKey, UsageRecord
 from parley.core.slots import background
-from parley.engines.base import Generation
+from parley.core.thinking import ThinkingSigner
+from parley.engines.base import Engine, Generation
 from parley.engines.registry import ModelEntry, ModelRegistry
 from parley.protocol.requests import CountTokensParams, MessageCreateParams
-from parley.protocol.responses import Message
+from parley.protocol.responses import ContextManagementResponse, Message
 from parley.protocol.stream import StreamEvent
 from parley.ratelimit.limiter import Admission, Clock, RateLimiter
 from parley.store.usage_recorder import UsageRecorder
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TokenCount:
+    input_tokens: int
+    headers: dict[str, str]
+    # With `context_management`: the count before the edits (the beta response's
+    # `context_management.original_input_tokens`).
+    original_input_tokens: int | None = None
+
 
 Priority = Literal["interactive", "batch"]
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
@@ -95,7 +109,9 @@ class MessagePipeline:
         images: ImageFetch | None,
         clock: Clock,
         spawn: Spawn,
+        signer: ThinkingSigner | None = None,
     ) -> None:
+        self._signer = signer
         self._registry = registry
         self._limiter = limiter
         self._usage = usage
@@ -111,7 +127,14 @@ class MessagePipeline:
         entry = self._registry.resolve(params.model)
         await self._limiter.check_budget(key, entry.id)
         engine = entry.engine
-        request = await generation_request(params, engine.capabilities, self._images)
+        edits = check_context_management(params.context_management, params.thinking)
+        request = await generation_request(params, engine.capabilities, self._images, self._signer)
+        managed: ContextManagementResponse | None = None
+        if params.context_management is not None:
+            # Applied before the prompt is built: the engine sees the edited turns.
+            edited = await apply_context_edits(request.turns, edits, _measure(engine, request))
+            request = replace(request, turns=edited.turns)
+            managed = ContextManagementResponse(applied_edits=edited.applied)
         check_max_tokens(request.max_tokens, entry.max_output_tokens, params.model)
         prepared = await engine.prepare(request)
         admission: Admission | None = None
@@ -131,7 +154,13 @@ class MessagePipeline:
             if admission is not None:
                 self._spawn(self._limiter.refund(admission))
             raise
-        stream = MessageStream(request, generation.input_tokens)
+        stream = MessageStream(
+            request,
+            generation.input_tokens,
+            signer=self._signer,
+            context_management=managed,
+            diagnostics=_diagnostics(params),
+        )
         return MessageRun(
             stream,
             generation,
@@ -140,16 +169,21 @@ class MessagePipeline:
             lambda done: self._settle(key, entry, admission, done),
         )
 
-    async def count_tokens(
-        self, key: ApiKey, params: CountTokensParams
-    ) -> tuple[int, dict[str, str]]:
-        """The prompt's size as the model would be given it, and the rate-limit headers
-        (count_tokens has a request bucket of its own, api-spec §8)."""
+    async def count_tokens(self, key: ApiKey, params: CountTokensParams) -> TokenCount:
+        """The prompt's size as the model would be given it, after any context edits,
+        and the rate-limit headers (count_tokens has a request bucket of its own,
+        api-spec §8)."""
         entry = self._registry.resolve(params.model)
         headers = await self._limiter.admit_count_tokens(key, entry.id)
         engine = entry.engine
-        counted = await counting_request(params, engine.capabilities, self._images)
-        return await engine.count_tokens(counted), headers
+        edits = check_context_management(params.context_management, params.thinking)
+        counted = await counting_request(params, engine.capabilities, self._images, self._signer)
+        if params.context_management is None:
+            return TokenCount(await engine.count_tokens(counted), headers)
+        original = await engine.count_tokens(counted)
+        edited = await apply_context_edits(counted.turns, edits, _measure(engine, counted))
+        tokens = await engine.count_tokens(replace(counted, turns=edited.turns))
+        return TokenCount(tokens, headers, original)
 
     def _settle(
         self, key: ApiKey, entry: ModelEntry, admission: Admission | None, done: MessageStream
@@ -170,3 +204,19 @@ class MessagePipeline:
                 cache_read_input_tokens=usage.cache_read_input_tokens,
             )
         )
+
+
+def _measure(engine: Engine[Any], request: GenerationRequest) -> Measure:
+    async def measure(turns: tuple[Turn, ...]) -> int:
+        return await engine.count_tokens(replace(request, turns=turns))
+
+    return measure
+
+
+def _diagnostics(params: MessageCreateParams) -> dict[str, Any] | None:
+    """`diagnostics` asks why the prompt cache missed the prefix of an earlier request;
+    Parley keeps no record to compare with, which the API's answer for "cannot
+    diagnose" says (`cache_miss_reason: {"type": "unavailable"}`)."""
+    if params.diagnostics is None:
+        return None
+    return {"cache_miss_reason": {"type": "unavailable"}}

@@ -11,7 +11,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from parley.protocol.responses import Message, StopReason, TextBlock, ToolUseBlock
+from parley.protocol.responses import (
+    ContextManagementResponse,
+    Message,
+    RedactedThinkingBlock,
+    StopReason,
+    TextBlock,
+    ThinkingBlock,
+    ToolUseBlock,
+)
 
 
 class MessageStartEvent(BaseModel):
@@ -22,7 +30,10 @@ class MessageStartEvent(BaseModel):
 class ContentBlockStartEvent(BaseModel):
     type: Literal["content_block_start"] = "content_block_start"
     index: int
-    content_block: Annotated[TextBlock | ToolUseBlock, Field(discriminator="type")]
+    content_block: Annotated[
+        TextBlock | ToolUseBlock | ThinkingBlock | RedactedThinkingBlock,
+        Field(discriminator="type"),
+    ]
 
 
 class TextDelta(BaseModel):
@@ -35,10 +46,23 @@ class InputJSONDelta(BaseModel):
     partial_json: str
 
 
+class ThinkingDelta(BaseModel):
+    type: Literal["thinking_delta"] = "thinking_delta"
+    thinking: str
+
+
+class SignatureDelta(BaseModel):
+    # One, just before the thinking block's content_block_stop (api-spec §6.3).
+    type: Literal["signature_delta"] = "signature_delta"
+    signature: str
+
+
 class ContentBlockDeltaEvent(BaseModel):
     type: Literal["content_block_delta"] = "content_block_delta"
     index: int
-    delta: Annotated[TextDelta | InputJSONDelta, Field(discriminator="type")]
+    delta: Annotated[
+        TextDelta | InputJSONDelta | ThinkingDelta | SignatureDelta, Field(discriminator="type")
+    ]
 
 
 class ContentBlockStopEvent(BaseModel):
@@ -66,6 +90,10 @@ class MessageDeltaEvent(BaseModel):
     type: Literal["message_delta"] = "message_delta"
     delta: MessageDelta
     usage: MessageDeltaUsage
+    # Top level, as 2026 captures show it (api-spec §6.3); only when requested.
+    context_management: ContextManagementResponse | None = Field(
+        default=None, exclude_if=lambda v: v is None
+    )
 
 
 class MessageStopEvent(BaseModel):
