@@ -20,7 +20,11 @@ from parley.engines.routing import Backend, RoutedEngine
 
 
 def local_engine(
-    backend: LocalBackendConfig, *, context_window: int | None, queue_size: int
+    backend: LocalBackendConfig,
+    *,
+    context_window: int | None,
+    queue_size: int,
+    thinking: bool | None = None,
 ) -> Engine[Any]:
     if backend.engine == "scripted":
         from parley.engines.scripted import ScriptedEngine
@@ -40,6 +44,7 @@ def local_engine(
         slots=backend.slots,
         threads=backend.threads,
         max_waiting=queue_size,
+        thinking=thinking,
     )
 
 
@@ -80,7 +85,10 @@ def _backend(
         )
         return Backend(engine.name, "anthropic", backend.base_url, engine, backend.model)
     engine = local_engine(
-        backend, context_window=model.context_window, queue_size=settings.queue_size
+        backend,
+        context_window=model.context_window,
+        queue_size=settings.queue_size,
+        thinking=model.thinking,
     )
     target = str(backend.path or ("bundled GGUF" if backend.engine == "llamacpp" else "-"))
     return Backend(backend.name or f"{backend.engine}:{target}", backend.engine, target, engine)

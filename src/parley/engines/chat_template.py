@@ -47,11 +47,20 @@ class ChatTemplate:
         self._specials = {"bos_token": bos, "eos_token": eos}
         self.native_tools = source is not None and "tools" in source and "<tool_call>" in source
 
-    def render(self, request: GenerationRequest, *, open_call: bool = False) -> str:
+    def render(
+        self,
+        request: GenerationRequest,
+        *,
+        open_call: bool = False,
+        enable_thinking: bool | None = None,
+    ) -> str:
         """The prompt text. `open_call`: end it inside a started tool call
-        (`<tool_call>\\n`), after any prefill, so the reply is the call's JSON."""
+        (`<tool_call>\\n`), after any prefill, so the reply is the call's JSON.
+        `enable_thinking` is passed to templates that switch reasoning with it (Qwen3)."""
         messages = self._messages(request)
         extra: dict[str, Any] = {}
+        if enable_thinking is not None:
+            extra["enable_thinking"] = enable_thinking
         if request.tools and self.native_tools:
             extra["tools"] = [function_signature(t) for t in request.tools]
         prefill = request.prefill

@@ -53,6 +53,7 @@ def build_engine(config: ModelConfig, settings: Settings) -> Engine[Any]:
         ),
         context_window=config.context_window,
         queue_size=settings.queue_size,
+        thinking=config.thinking,
     )
     declared = (config.images, config.tools, config.structured_outputs, config.thinking)
     if any(value is not None for value in declared):
