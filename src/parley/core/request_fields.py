@@ -12,11 +12,6 @@ from parley.core.generation import EngineCapabilities
 from parley.errors import InvalidRequestError
 from parley.protocol.requests import CountTokensParams, MessageCreateParams
 
-# Effort levels a model accepts with thinking off (the API's wording for the others:
-# "output_config.effort 'xhigh' is not supported when thinking is disabled on this
-# model. Use effort 'high' or below, or enable thinking.").
-EFFORT_WITHOUT_THINKING = ("low", "medium", "high")
-
 
 def check_prompt_fields(
     params: MessageCreateParams | CountTokensParams, capabilities: EngineCapabilities
