@@ -9,6 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+# A failed golden comparison shows the diff, not a bare AssertionError; registered here,
+# before any test module (in tests/protocol or elsewhere) imports the helpers.
+pytest.register_assert_rewrite("tests.protocol.golden")
+
 from parley.config import ModelConfig, Settings, load_settings
 from parley.server.app import create_app
 from parley.services import Services, start_services

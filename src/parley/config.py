@@ -147,6 +147,12 @@ class ModelConfig(BaseModel):
     # Declared capabilities /v1/models reports; None: what the backend kind supports.
     images: bool | None = None
     tools: bool | None = None
+    # `output_config.format` and strict tools; an upstream must enforce them itself
+    # (vLLM, SGLang, llama-server and Ollama take `response_format` json_schema).
+    structured_outputs: bool | None = None
+    # The model reasons (thinking blocks): a GGUF whose chat template has `<think>`
+    # sections, an OpenAI-compatible upstream that streams `reasoning_content`.
+    thinking: bool | None = None
 
     @model_validator(mode="after")
     def _engine_fields_live_on_backends(self) -> ModelConfig:
@@ -286,6 +292,11 @@ class Settings(BaseSettings):
     # a `continue` after that gets `thread_not_found` (the SDKs then resend the whole
     # conversation).
     thread_lifetime_days: float = Field(default=30.0, gt=0)
+    # The key that signs thinking blocks (core/thinking.py). Unset: a random key kept
+    # in DATA_DIR/thinking-key. Replicas behind one load balancer need the same key
+    # (a block signed by one is sent back to another): set it in the config or
+    # PARLEY_THINKING_KEY (at least 16 characters).
+    thinking_key: SecretStr | None = None
 
     @classmethod
     def settings_customise_sources(

@@ -9,6 +9,10 @@ reverse order. Each part receives only what it uses.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import secrets
+import tempfile
 import time
 import uuid
 from contextlib import AsyncExitStack
@@ -18,6 +22,7 @@ from datetime import timedelta
 from parley.batches.service import BatchService
 from parley.batches.worker import BatchWorker, WorkerSettings
 from parley.config import Settings
+from parley.core.thinking import ThinkingSigner
 from parley.engines.registry import ModelRegistry
 from parley.pipeline.background import BackgroundWork
 from parley.pipeline.files import FileLimits, FileService
@@ -86,6 +91,7 @@ async def start_services(
         stack.push_async_callback(asyncio.to_thread, tracing.shutdown)
         await asyncio.to_thread(settings.data_dir.mkdir, parents=True, exist_ok=True)
         organization_id = await asyncio.to_thread(_organization_id, settings)
+        signer = ThinkingSigner(await asyncio.to_thread(_thinking_key, settings))
         # Closed in reverse: the worker and the engines stop first, then background
         # writes finish and held usage is written, then the buckets and the store go.
         database = await open_database(settings.database)
@@ -133,6 +139,7 @@ async def start_services(
             spawn=background.spawn,
             metrics=metrics,
             tracing=tracing,
+            signer=signer,
         )
         worker = BatchWorker(
             BatchLeaseStore(database),
@@ -185,6 +192,26 @@ def _organization_id(settings: Settings) -> str:
     value = str(uuid.uuid4())
     path.write_text(value + "\n")
     return value
+
+
+def _thinking_key(settings: Settings) -> bytes:
+    """The key that signs thinking blocks: the configured one, else a random key made
+    once and kept in the data dir (readable by its owner only). Processes starting
+    together agree on one: the file appears whole (a link to a finished temporary
+    file) and only the first link wins."""
+    if settings.thinking_key is not None:
+        return settings.thinking_key.get_secret_value().encode("utf-8")
+    path = settings.data_dir / "thinking-key"
+    if not path.is_file():
+        fd, tmp = tempfile.mkstemp(dir=settings.data_dir, prefix=".thinking-key-")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_bytes(32).hex() + "\n")
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
+    return bytes.fromhex(path.read_text().strip())
 
 
 def _url_fetcher(settings: Settings) -> ImageFetcher | None:

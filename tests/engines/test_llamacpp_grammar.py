@@ -9,7 +9,12 @@ from typing import Any
 
 import pytest
 
-from parley.engines.llamacpp_grammar import bounded_number, call_grammar, integer_range
+from parley.engines.llamacpp_grammar import (
+    NoGrammarError,
+    bounded_number,
+    call_grammar,
+    integer_range,
+)
 
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\[[^\]]*\]|\{\d+(?:,\d+)?\}|[()|?*+]|space|\s+')
 
@@ -177,3 +182,46 @@ def test_strings_cannot_hold_raw_control_characters() -> None:
     grammar = call_grammar([("t", {"type": "object"})], allow_text=False)
     rules = dict(line.split(" ::= ", 1) for line in grammar.splitlines())
     assert rules["char"].startswith('[^"\\\\\\x7F\\x00-\\x1F] | ')
+
+
+OUTPUT = {
+    "type": "object",
+    "properties": {"answer": {"type": "string"}, "n": {"type": "integer"}},
+    "required": ["answer", "n"],
+    "additionalProperties": False,
+}
+
+
+def test_an_output_format_alone_is_the_whole_reply() -> None:
+    rules = dict(
+        line.split(" ::= ", 1)
+        for line in call_grammar([], allow_text=True, output_schema=OUTPUT).splitlines()
+    )
+    assert rules["root"] == "text"
+    assert rules["text"] == "output-value"
+    assert "call" not in rules
+
+
+def test_with_tools_the_reply_is_a_call_or_the_format() -> None:
+    rules = dict(
+        line.split(" ::= ", 1)
+        for line in call_grammar(
+            [("find", {"type": "object"})], allow_text=True, output_schema=OUTPUT
+        ).splitlines()
+    )
+    assert rules["root"] == '"<tool_call>\\n" call | text'
+    assert rules["text"] == "output-value"
+
+
+def test_exact_schemas_are_never_relaxed() -> None:
+    # A tool that is not strict falls back without the pattern (test above); a strict
+    # tool and an output format are refused instead, so their guarantee holds.
+    schema = {
+        "type": "object",
+        "properties": {"code": {"type": "string", "pattern": "(?<=x)y"}},
+        "required": ["code"],
+    }
+    with pytest.raises(NoGrammarError):
+        call_grammar([("t", schema, True)], allow_text=False)
+    with pytest.raises(NoGrammarError):
+        call_grammar([], allow_text=True, output_schema=schema)

@@ -40,6 +40,12 @@ token_delay = 0.15
 id = "limited"
 engine = "scripted"
 
+[[models]]
+id = "thinker"
+engine = "scripted"
+thinking = true
+max_output_tokens = 4096
+
 [tiers.default.models.limited]
 requests_per_minute = 1
 """
@@ -80,6 +86,9 @@ def models(upstream: ParleyProcess) -> list[ModelConfig]:
         claude("claude-slow", upstream, "slow"),
         claude("claude-limited", upstream, "limited"),
         claude("claude-badkey", upstream, "scripted-1", api_key="sk-parley-not-a-real-key"),
+        claude("claude-thinker", upstream, "thinker").model_copy(
+            update={"max_output_tokens": 4096}
+        ),
     ]
 
 
@@ -291,3 +300,48 @@ async def test_the_sdk_streams_through_both_parleys(
     assert texts == ["relayed ", "word ", "by ", "word"]
     assert final.stop_reason == "end_turn"
     assert final.usage.output_tokens == 4
+
+
+async def test_thinking_signatures_are_the_upstreams_and_go_back_unchanged(
+    http: httpx.AsyncClient, upstream: ParleyProcess
+) -> None:
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    sent = body("claude-thinker", "think: hmm\nsay: yes", max_tokens=2048, thinking=thinking)
+    first = (await http.post("/v1/messages", json=sent)).json()
+    block = first["content"][0]
+    assert block["type"] == "thinking"
+    assert block["thinking"] == "hmm"
+    # The same text signed by the upstream directly: Parley passed its signature on.
+    async with httpx.AsyncClient(
+        base_url=upstream.base_url,
+        headers={"x-api-key": upstream.api_key, "anthropic-version": "2023-06-01"},
+    ) as direct:
+        own = (await direct.post("/v1/messages", json={**sent, "model": "thinker"})).json()
+    assert block["signature"] == own["content"][0]["signature"]
+    history = [
+        {"role": "user", "content": "think: hmm\nsay: yes"},
+        {"role": "assistant", "content": first["content"]},
+        {"role": "user", "content": "say: more"},
+    ]
+    again = await http.post("/v1/messages", json={**sent, "messages": history})
+    assert again.status_code == 200, again.text
+    history[1] = {"role": "assistant", "content": [dict(block, thinking="forged")]}
+    refused = await http.post("/v1/messages", json={**sent, "messages": history})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["message"] == (
+        "messages.1.content.0: Invalid `signature` in `thinking` block"
+    )
+
+
+async def test_structured_outputs_pass_through(http: httpx.AsyncClient) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"ok": {"type": "boolean"}},
+        "required": ["ok"],
+        "additionalProperties": False,
+    }
+    sent = body(
+        "claude-up", "hello", output_config={"format": {"type": "json_schema", "schema": schema}}
+    )
+    message = (await http.post("/v1/messages", json=sent)).json()
+    assert message["content"] == [{"type": "text", "text": '{"ok": false}'}]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -14,6 +15,8 @@ from parley.core.generation import (
     GenerationRequest,
     ImagePart,
     TextChunk,
+    Thinking,
+    ThinkingChunk,
     ToolCall,
     ToolCallStart,
     ToolChoice,
@@ -236,3 +239,58 @@ def test_raw_completion_chunks_carry_text() -> None:
     events += reader.feed({"choices": [{"index": 0, "text": ".", "finish_reason": "stop"}]})
     assert events == [TextChunk(" blue", 1), TextChunk(".", 2)]
     assert reader.finished().reason == "end_turn"
+
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"ok": {"type": "boolean"}},
+    "required": ["ok"],
+    "additionalProperties": False,
+}
+
+
+def test_an_output_format_is_response_format_json_schema() -> None:
+    body = body_for(Turn.of("user", "hi"), output_schema=SCHEMA)
+    assert body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "output", "schema": SCHEMA, "strict": True},
+    }
+
+
+def test_strict_tools_are_strict_functions() -> None:
+    strict = ToolSpec("check", None, SCHEMA, strict=True)
+    body = body_for(Turn.of("user", "hi"), tools=(WEATHER, strict))
+    assert "strict" not in body["tools"][0]["function"]
+    assert body["tools"][1]["function"]["strict"] is True
+
+
+def test_a_thinking_upstream_is_told_whether_to_think() -> None:
+    request = GenerationRequest(
+        model="x",
+        system=None,
+        turns=(Turn.of("user", "hi"),),
+        max_tokens=10,
+        thinking=Thinking("adaptive", 5, "max"),
+    )
+    body = chat_body(request, CONFIG, config_thinks=True)
+    assert body["chat_template_kwargs"] == {"enable_thinking": True}
+    assert body["reasoning_effort"] == "high"
+    off = chat_body(replace(request, thinking=Thinking()), CONFIG, config_thinks=True)
+    assert off["chat_template_kwargs"] == {"enable_thinking": False}
+    assert "reasoning_effort" not in off
+    assert "chat_template_kwargs" not in chat_body(request, CONFIG)
+
+
+def reasoning_chunks() -> list[dict[str, Any]]:
+    return [
+        {"choices": [{"index": 0, "delta": {"reasoning_content": "Let me see."}}]},
+        {"choices": [{"index": 0, "delta": {"content": "Yes."}, "finish_reason": "stop"}]},
+    ]
+
+
+def test_reasoning_content_is_thinking_when_asked_for() -> None:
+    reader = ChatStreamReader("up", thinking=True)
+    events = [e for chunk in reasoning_chunks() for e in reader.feed(chunk)]
+    assert events == [ThinkingChunk("Let me see.", 1), TextChunk("Yes.", 2)]
+    quiet = ChatStreamReader("up", thinking=False)
+    assert [e for chunk in reasoning_chunks() for e in quiet.feed(chunk)] == [TextChunk("Yes.", 2)]

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from parley.core.betas import check_beta_fields
 from parley.core.threads import thread_unsupported_request, unthreadable_blocks
 from parley.core.validation_errors import invalid_request_from
 from parley.core.versions import APIVersion
@@ -28,10 +29,16 @@ def decode_json(raw: bytes) -> Any:
         raise InvalidRequestError(f"There was an error parsing the body: {exc}") from None
 
 
-def parse_params(raw: bytes, model: type[M], version: APIVersion) -> M:
+def parse_params(
+    raw: bytes, model: type[M], version: APIVersion, betas: frozenset[str] | None = None
+) -> M:
+    """`betas`: the request's `anthropic-beta` values, which let beta fields in; None
+    when there is no header to go by (a batch request's params, checked later)."""
     data = decode_json(raw)
     if not isinstance(data, dict):
         raise InvalidRequestError("Input should be a valid dictionary or object")
+    if betas is not None:
+        check_beta_fields(data, betas)
     if version.refuses_sampling:
         # api-version §19.4: under 2026-10-21 these fields are gone; any presence is a 400.
         for name in SAMPLING_FIELDS:

@@ -16,7 +16,14 @@ from pydantic_core import from_json
 
 from parley.core.ids import tool_use_id
 from parley.errors import InternalServerError
-from parley.protocol.responses import Citation, ContentBlock, TextBlock, ToolUseBlock
+from parley.protocol.responses import (
+    Citation,
+    ContentBlock,
+    RedactedThinkingBlock,
+    TextBlock,
+    ThinkingBlock,
+    ToolUseBlock,
+)
 from parley.protocol.stream import (
     CitationsDelta,
     ContentBlockDeltaEvent,
@@ -24,28 +31,45 @@ from parley.protocol.stream import (
     ContentBlockStopEvent,
     InputJSONDelta,
     PingEvent,
+    SignatureDelta,
     StreamEvent,
     TextDelta,
+    ThinkingDelta,
 )
 
 log = logging.getLogger(__name__)
 
 
 CallCheck = Callable[[ToolUseBlock], None]
+Sign = Callable[[str], str]
 
 
 class BlockWriter:
     """`content` is appended to in place; `on_call` sees each call whose input is
-    complete."""
+    complete; `sign` signs a finished thinking block's text (core/thinking.py), unless
+    the engine passed its upstream's signature. With `omit_thinking` (`display:
+    omitted`) thinking text is withheld and only the signature is sent."""
 
-    def __init__(self, content: list[ContentBlock], on_call: CallCheck | None = None) -> None:
+    def __init__(
+        self,
+        content: list[ContentBlock],
+        on_call: CallCheck | None = None,
+        sign: Sign | None = None,
+        *,
+        omit_thinking: bool = False,
+    ) -> None:
         self.content = content
         self._on_call = on_call
+        self._sign = sign
+        self._omit = omit_thinking
         self._kind: str | None = None
         self._input = ""
+        self._signature: str | None = None
         self.calls = 0
 
-    def _open(self, block: TextBlock | ToolUseBlock) -> list[StreamEvent]:
+    def _open(
+        self, block: TextBlock | ToolUseBlock | ThinkingBlock | RedactedThinkingBlock
+    ) -> list[StreamEvent]:
         events = self.close()
         self._kind = block.type
         index = len(self.content)
@@ -80,6 +104,36 @@ class BlockWriter:
         )
         return events
 
+    def thinking(self, text: str) -> list[StreamEvent]:
+        if self._kind == "thinking":
+            events: list[StreamEvent] = []
+        else:
+            events = self._open(ThinkingBlock(thinking="", signature=""))
+            self._signature = None
+        if not text or self._omit:
+            return events
+        block = self.content[-1]
+        assert isinstance(block, ThinkingBlock)
+        block.thinking += text
+        events.append(
+            ContentBlockDeltaEvent(index=len(self.content) - 1, delta=ThinkingDelta(thinking=text))
+        )
+        return events
+
+    def signature(self, signature: str) -> list[StreamEvent]:
+        """The open thinking block's signature, from the engine's upstream."""
+        if self._kind != "thinking":
+            log.error("engine sent a thinking signature outside a thinking block")
+            raise InternalServerError("Internal server error")
+        self._signature = signature
+        return []
+
+    def redacted_thinking(self, data: str) -> list[StreamEvent]:
+        # Sent whole in its content_block_start (api-spec §6.3).
+        events = self._open(RedactedThinkingBlock(data=data))
+        events += self.close()
+        return events
+
     def tool_call(self, name: str, call_id: str | None) -> list[StreamEvent]:
         # The block starts with `input: {}`; the input follows as input_json_delta
         # fragments, the first one empty as the real API sends it (api-spec §6.3).
@@ -111,6 +165,9 @@ class BlockWriter:
         reply was cut off inside it (`truncated`)."""
         if self._kind is None:
             return []
+        events: list[StreamEvent] = []
+        if self._kind == "thinking":
+            events.append(self._close_thinking())
         if self._kind == "tool_use":
             if not truncated and not _is_object(self._input):
                 log.error("engine sent a tool input that is not a JSON object: %r", self._input)
@@ -121,7 +178,23 @@ class BlockWriter:
             if not truncated and self._on_call is not None:
                 self._on_call(block)
         self._kind = None
-        return [ContentBlockStopEvent(index=len(self.content) - 1)]
+        events.append(ContentBlockStopEvent(index=len(self.content) - 1))
+        return events
+
+    def _close_thinking(self) -> StreamEvent:
+        # One signature_delta just before content_block_stop (api-spec §6.3).
+        block = self.content[-1]
+        assert isinstance(block, ThinkingBlock)
+        signature = self._signature
+        if signature is None:
+            if self._sign is None:
+                log.error("a thinking block without a signature and no key to sign it")
+                raise InternalServerError("Internal server error")
+            signature = self._sign(block.thinking)
+        block.signature = signature
+        return ContentBlockDeltaEvent(
+            index=len(self.content) - 1, delta=SignatureDelta(signature=signature)
+        )
 
 
 def _is_object(text: str) -> bool:

@@ -10,7 +10,9 @@ the model cannot read is refused with a 400 that names it, never dropped.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from parley.core.document_blocks import read_document
 from parley.core.file_sources import (
@@ -28,6 +30,7 @@ from parley.core.generation import (
     Role,
     Sampling,
     TextPart,
+    ThinkingPart,
     ToolCall,
     ToolResult,
     Turn,
@@ -39,6 +42,14 @@ from parley.core.images import (
     decode_base64_image,
     image_part,
     url_images_refused,
+)
+from parley.core.output_schemas import check_output_schema
+from parley.core.request_fields import check_message_fields, check_prompt_fields
+from parley.core.thinking import (
+    ThinkingSigner,
+    check_thinking_turns,
+    invalid_signature,
+    thinking_of,
 )
 from parley.core.tool_pairing import check_tool_pairing
 from parley.core.tools import cache_mark, tool_choice, tool_specs
@@ -91,12 +102,14 @@ class _Reader:
         capabilities: EngineCapabilities,
         sources: Sources,
         names: dict[str, str],
+        signer: ThinkingSigner | None,
     ) -> None:
         self._model = model
         self._capabilities = capabilities
         self._sources = sources
         self._names = names
         self._documents = 0  # documents read so far: the next one's document_index
+        self._signer = signer
 
     async def parts(self, message: MessageParam, i: int) -> tuple[Part, ...]:
         if isinstance(message.content, str):
@@ -106,8 +119,11 @@ class _Reader:
             path = f"messages.{i}.content.{j}"
             if isinstance(block, TextBlockParam):
                 parts.append(self._text(block))
-            elif isinstance(block, ThinkingBlockParam | RedactedThinkingBlockParam):
-                continue  # earlier turns' thinking is not shown to the model (api-spec §8)
+            elif isinstance(block, ThinkingBlockParam):
+                parts.append(self._thinking(block, path))
+            elif isinstance(block, RedactedThinkingBlockParam):
+                # Opaque: Parley's own are never produced unsigned, an upstream's go back.
+                parts.append(ThinkingPart(data=block.data))
             elif isinstance(block, ToolUseBlockParam):
                 parts.append(
                     ToolCall(block.id, block.name, block.input, cache_mark(block.cache_control))
@@ -119,6 +135,15 @@ class _Reader:
             elif isinstance(block, DocumentBlockParam):
                 parts.append(await self._document(block, path))
         return tuple(parts)
+
+    def _thinking(self, block: ThinkingBlockParam, path: str) -> ThinkingPart:
+        # Earlier turns' thinking is checked but not shown to a local model (api-spec
+        # §8); an Anthropic upstream checks its own signatures.
+        if not self._capabilities.upstream_signatures and (
+            self._signer is None or not self._signer.verify(block.thinking, block.signature)
+        ):
+            raise invalid_signature(path)
+        return ThinkingPart(block.thinking, block.signature)
 
     def _text(self, block: TextBlockParam) -> TextPart:
         if not block.text:
@@ -199,12 +224,14 @@ async def build_turns(
     model: str,
     capabilities: EngineCapabilities,
     sources: Sources | None = None,
+    signer: ThinkingSigner | None = None,
 ) -> tuple[Turn, ...]:
     if not messages:
         raise InvalidRequestError("messages: at least one message is required")
     if messages[0].role != "user":
         raise InvalidRequestError('messages: first message must use the "user" role')
-    reader = _Reader(model, capabilities, sources or Sources(), check_tool_pairing(messages))
+    pairing = check_tool_pairing(messages)
+    reader = _Reader(model, capabilities, sources or Sources(), pairing, signer)
     turns: list[Turn] = []
     last = len(messages) - 1
     for i, message in enumerate(messages):
@@ -229,16 +256,44 @@ async def build_turns(
     return tuple(turns)
 
 
+def output_schema(
+    params: MessageCreateParams | CountTokensParams, capabilities: EngineCapabilities
+) -> Mapping[str, Any] | None:
+    """`output_config.format` (or the beta's deprecated `output_format`), checked."""
+    config = params.output_config
+    fmt, path = (config.format, "output_config.format") if config else (None, "")
+    legacy = params.output_format if isinstance(params, MessageCreateParams) else None
+    if legacy is not None:
+        if fmt is not None:
+            raise InvalidRequestError(
+                "output_format: Both output_format and output_config.format were provided. "
+                "Please use only output_config.format (output_format is deprecated)."
+            )
+        fmt, path = legacy, "output_format"
+    if fmt is None:
+        return None
+    if not capabilities.structured_outputs:
+        raise InvalidRequestError(
+            f"{path}: model {params.model} does not support structured outputs."
+        )
+    check_output_schema(fmt.json_schema, f"{path}.schema")
+    return fmt.json_schema
+
+
 async def generation_request(
     params: MessageCreateParams,
     capabilities: EngineCapabilities,
     sources: Sources | None = None,
+    signer: ThinkingSigner | None = None,
 ) -> GenerationRequest:
+    check_message_fields(params, capabilities)
     tools = tool_specs(params.tools, capabilities, params.model)
+    thinking = thinking_of(params, capabilities, params.max_tokens)
+    check_thinking_turns(params.messages, thinking)
     return GenerationRequest(
         model=params.model,
         system=_system_text(params.system),
-        turns=await build_turns(params.messages, params.model, capabilities, sources),
+        turns=await build_turns(params.messages, params.model, capabilities, sources, signer),
         max_tokens=params.max_tokens,
         stop_sequences=tuple(s for s in params.stop_sequences or () if s),
         sampling=Sampling(
@@ -250,6 +305,8 @@ async def generation_request(
         tool_choice=tool_choice(params.tool_choice, tools),
         system_parts=_system_parts(params.system),
         cache=cache_mark(params.cache_control),
+        output_schema=output_schema(params, capabilities),
+        thinking=thinking,
     )
 
 
@@ -257,15 +314,20 @@ async def counting_request(
     params: CountTokensParams,
     capabilities: EngineCapabilities,
     sources: Sources | None = None,
+    signer: ThinkingSigner | None = None,
 ) -> GenerationRequest:
+    # `compaction` is accepted and ignored here, as the API documents for count_tokens.
+    check_prompt_fields(params, capabilities)
     tools = tool_specs(params.tools, capabilities, params.model)
     return GenerationRequest(
         model=params.model,
         system=_system_text(params.system),
-        turns=await build_turns(params.messages, params.model, capabilities, sources),
+        turns=await build_turns(params.messages, params.model, capabilities, sources, signer),
         max_tokens=0,
         tools=tools,
         tool_choice=tool_choice(params.tool_choice, tools),
         system_parts=_system_parts(params.system),
         cache=cache_mark(params.cache_control),
+        output_schema=output_schema(params, capabilities),
+        thinking=thinking_of(params, capabilities, None),
     )

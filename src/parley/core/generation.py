@@ -9,15 +9,19 @@ OpenAI-compatible server, Anthropic itself) can be written against it.
 
 Event order, per generation::
 
-    ( [TextBlockStart] (TextChunk | CitationChunk)* | ToolCallStart ToolInputChunk* )*  Finished
+    ( ThinkingChunk* [ThinkingSignature] | RedactedThinking
+      | [TextBlockStart] (TextChunk | CitationChunk)* | ToolCallStart ToolInputChunk* )*
+    Finished
 
-A run of `TextChunk`s is one text block, unless a `TextBlockStart` splits it: text
-that cites a document goes in a block of its own, whose `CitationChunk`s say what it
-cites (api-spec §5.5); a `ToolCallStart` opens a tool_use
-block, its `ToolInputChunk`s carry the input JSON in fragments, and the block
-ends at the next event of another kind. The concatenated fragments of a call
-must be one JSON object (core checks, and fails the message if not); when the
-call was cut off by `max_tokens` it may be an unfinished prefix of one.
+A run of `ThinkingChunk`s is one thinking block (core signs it, unless the engine
+passes its upstream's own `ThinkingSignature`); a run of `TextChunk`s is one text
+block, unless a `TextBlockStart` splits it: text that cites a document goes in a
+block of its own, whose `CitationChunk`s say what it cites (api-spec §5.5); a
+`ToolCallStart` opens a tool_use block, its `ToolInputChunk`s carry the input JSON
+in fragments, and the block ends at the next event of another kind. The
+concatenated fragments of a call must be one JSON object (core checks, and fails
+the message if not); when the call was cut off by `max_tokens` it may be an
+unfinished prefix of one.
 `Finished` always comes last. Each event carries the running total of output
 tokens.
 """
@@ -54,6 +58,16 @@ class EngineCapabilities:
     tools: bool = False
     # Whether the engine's answers can cite documents (`citations: {"enabled": true}`).
     citations: bool = False
+    # Replies held to `output_config.format` and strict tools' inputs held to their
+    # schemas (a grammar, or an upstream that enforces them).
+    structured_outputs: bool = False
+    # The model reasons before answering (thinking blocks), as `adaptive` asks.
+    thinking: bool = False
+    # ... and keeps to a caller's `budget_tokens` (`enabled`).
+    thinking_budgets: bool = False
+    # Thinking signatures are the upstream's own (Anthropic's): passed back to it
+    # unchanged, for it to check, rather than checked by Parley.
+    upstream_signatures: bool = False
 
 
 # --- the conversation ---------------------------------------------------------------
@@ -174,7 +188,19 @@ class ToolResult:
         return "\n".join(p.text for p in self.content if not isinstance(p, ImagePart))
 
 
-Part = TextPart | ImagePart | DocumentPart | ToolCall | ToolResult
+@dataclass(frozen=True)
+class ThinkingPart:
+    """Earlier reasoning passed back in an assistant turn: a thinking block
+    (`thinking`, `signature`) or a redacted one (`data`). Engines that render a
+    prompt leave it out (the API does not show earlier turns' thinking to the
+    model); an Anthropic upstream gets it back unchanged."""
+
+    thinking: str | None = None
+    signature: str | None = None
+    data: str | None = None
+
+
+Part = TextPart | ImagePart | DocumentPart | ToolCall | ToolResult | ThinkingPart
 
 
 @dataclass(frozen=True)
@@ -236,6 +262,8 @@ class ToolSpec:
     description: str | None
     input_schema: Mapping[str, Any]
     cache: CacheMark | None = field(default=None, compare=False)
+    # `strict: true`: the input must validate against the schema (structured outputs).
+    strict: bool = False
 
 
 ToolChoiceMode = Literal["auto", "any", "tool", "none"]
@@ -286,6 +314,26 @@ class Sampling:
         return self.temperature == 0.0
 
 
+ThinkingMode = Literal["off", "enabled", "adaptive"]
+
+
+@dataclass(frozen=True)
+class Thinking:
+    """Whether the model reasons first (api-spec §5.1 `thinking`).
+
+    - off: no reasoning (`disabled`, `between_tools`, or no `thinking`);
+    - enabled: reason, up to `budget_tokens` tokens;
+    - adaptive: the model decides whether and how much, within `budget_tokens`.
+    `effort` is `output_config.effort` as sent (None: the API's default, high).
+    """
+
+    mode: ThinkingMode = "off"
+    budget_tokens: int | None = None
+    effort: str | None = None
+    # `display: omitted`: thinking text is withheld, only the signature is returned.
+    omitted: bool = False
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """What an engine is asked to do: a conversation to continue, and limits.
@@ -309,6 +357,9 @@ class GenerationRequest:
     system_parts: tuple[TextPart, ...] = ()
     # The request's own top-level `cache_control` (automatic caching of the last block).
     cache: CacheMark | None = None
+    # `output_config.format`: the reply's text is JSON valid against this schema.
+    output_schema: Mapping[str, Any] | None = None
+    thinking: Thinking = field(default_factory=Thinking)
 
     @property
     def prefill(self) -> str | None:
@@ -372,6 +423,31 @@ class CitationChunk:
 
 
 @dataclass(frozen=True)
+class ThinkingChunk:
+    """Reasoning the model produced, before its answer."""
+
+    text: str
+    output_tokens: int
+
+
+@dataclass(frozen=True)
+class ThinkingSignature:
+    """The current thinking block's signature, from an upstream that signs its own
+    (Anthropic); without one core signs the block itself."""
+
+    signature: str
+    output_tokens: int
+
+
+@dataclass(frozen=True)
+class RedactedThinking:
+    """A whole redacted_thinking block from an upstream."""
+
+    data: str
+    output_tokens: int
+
+
+@dataclass(frozen=True)
 class ToolCallStart:
     """The model starts a call to tool `name`. `id` is None unless the backend has
     its own id to keep; core then assigns a `toolu_` id."""
@@ -417,4 +493,14 @@ class Finished:
     cache: CacheUsage | None = None
 
 
-EngineEvent = TextChunk | TextBlockStart | CitationChunk | ToolCallStart | ToolInputChunk | Finished
+EngineEvent = (
+    TextChunk
+    | TextBlockStart
+    | CitationChunk
+    | ToolCallStart
+    | ToolInputChunk
+    | ThinkingChunk
+    | ThinkingSignature
+    | RedactedThinking
+    | Finished
+)

@@ -6,8 +6,10 @@ response is the Message the same events built, never re-parsed SSE.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from parley.core.citations import wire_citation
 from parley.core.content_blocks import BlockWriter
@@ -17,15 +19,26 @@ from parley.core.generation import (
     EngineEvent,
     Finished,
     GenerationRequest,
+    RedactedThinking,
     TextBlockStart,
     TextChunk,
+    ThinkingChunk,
+    ThinkingSignature,
     ToolCallStart,
 )
 from parley.core.ids import message_id
 from parley.core.stops import StopMatch, StopSequenceMatcher
+from parley.core.thinking import ThinkingSigner
 from parley.core.tool_schemas import value_errors
 from parley.errors import InternalServerError, InvalidRequestError
-from parley.protocol.responses import Message, StopReason, ToolUseBlock, Usage
+from parley.protocol.responses import (
+    ContextManagementResponse,
+    Message,
+    StopReason,
+    TextBlock,
+    ToolUseBlock,
+    Usage,
+)
 from parley.protocol.stream import (
     MessageDelta,
     MessageDeltaEvent,
@@ -71,8 +84,12 @@ class MessageStream:
         *,
         msg_id: str | None = None,
         cache: CacheUsage | None = None,
+        signer: ThinkingSigner | None = None,
+        context_management: ContextManagementResponse | None = None,
+        diagnostics: dict[str, Any] | None = None,
     ) -> None:
         self.request = request
+        self._signer = signer
         self.message = Message(
             id=msg_id or message_id(),
             model=request.model,
@@ -80,6 +97,8 @@ class MessageStream:
             stop_reason=None,
             stop_sequence=None,
             usage=Usage(input_tokens=input_tokens, output_tokens=0),
+            context_management=context_management,
+            diagnostics=diagnostics,
         )
         if cache is not None:
             self._cached(cache)
@@ -98,19 +117,22 @@ class MessageStream:
     async def events(self, source: AsyncIterator[EngineEvent]) -> AsyncIterator[StreamEvent]:
         """The API's events for an engine's events. The caller closes `source`."""
         request, usage = self.request, self.message.usage
-        start = Message(
-            id=self.message.id,
-            model=self.message.model,
-            content=[],
-            stop_reason=None,
-            stop_sequence=None,
-            # The real API's message_start says 1 output token (§6.3).
-            usage=usage.model_copy(update={"output_tokens": 1}),
+        start = self.message.model_copy(
+            update={
+                "content": [],
+                # The real API's message_start says 1 output token (§6.3).
+                "usage": usage.model_copy(update={"output_tokens": 1}),
+                # What the server did to the context is reported with the stop.
+                "context_management": None,
+            }
         )
         yield MessageStartEvent(message=start)
         # Stop sequences apply to text only, never inside a tool call's input.
         matcher = StopSequenceMatcher(request.stop_sequences)
-        blocks = BlockWriter(self.message.content, self._check_call)
+        sign = self._signer.sign if self._signer is not None else None
+        blocks = BlockWriter(
+            self.message.content, self._check_call, sign, omit_thinking=request.thinking.omitted
+        )
         stop_reason: StopReason = "max_tokens"
         stop_sequence: str | None = None
         documents = request.documents
@@ -148,6 +170,18 @@ class MessageStream:
                     cited = wire_citation(event.citation, documents)
                     for out in blocks.citation(cited):
                         yield out
+                elif isinstance(event, ThinkingChunk):
+                    for out in blocks.text(matcher.flush()):
+                        yield out
+                    for out in blocks.thinking(event.text):
+                        yield out
+                elif isinstance(event, ThinkingSignature):
+                    blocks.signature(event.signature)
+                elif isinstance(event, RedactedThinking):
+                    for out in blocks.text(matcher.flush()):
+                        yield out
+                    for out in blocks.redacted_thinking(event.data):
+                        yield out
                 elif isinstance(event, ToolCallStart):
                     if request.tool_choice.mode == "none":
                         log.error("engine called tool %s under tool_choice none", event.name)
@@ -173,6 +207,8 @@ class MessageStream:
             stop_reason = "tool_use"
         elif not blocks.calls and stop_reason == "tool_use":
             stop_reason = "end_turn"
+        if stop_reason == "end_turn" and request.output_schema is not None:
+            self._check_output()
         self.message.stop_reason = stop_reason
         self.message.stop_sequence = stop_sequence
         yield MessageDeltaEvent(
@@ -187,18 +223,46 @@ class MessageStream:
                 cache_creation_input_tokens=usage.cache_creation_input_tokens,
                 cache_read_input_tokens=usage.cache_read_input_tokens,
             ),
+            context_management=self.message.context_management,
         )
         yield MessageStopEvent()
+
+    def _check_output(self) -> None:
+        """A finished structured reply validates against its schema (a grammar or the
+        upstream guarantees it); one that does not is the server's failure, never
+        invalid data with a 200. A reply cut off by max_tokens is returned as it is,
+        as the API documents."""
+        assert self.request.output_schema is not None
+        text = "".join(b.text for b in self.message.content if isinstance(b, TextBlock))
+        if not text and any(isinstance(b, ToolUseBlock) for b in self.message.content):
+            return  # the model called a tool instead of answering
+        if not _is_valid_json_value(self.request.output_schema, text):
+            log.error("structured output does not match its schema: %r", text[:200])
+            raise InternalServerError("Internal server error")
 
     def _check_call(self, block: ToolUseBlock) -> None:
         tool = self.request.tool(block.name)
         if tool is None:
             return
         problems = value_errors(tool.input_schema, block.input)
+        if problems and tool.strict:
+            # `strict: true` guarantees a valid input; a backend that broke it fails
+            # the message rather than pass the call on.
+            log.error("strict tool %s input does not match its schema: %s", tool.name, problems)
+            raise InternalServerError("Internal server error")
         if problems:
             # Only a schema an engine could not enforce fully gets here (the embedded
             # engine's grammar drops what it cannot express); the call is passed on.
             log.warning("tool %s input does not match its schema: %s", tool.name, problems)
+
+
+def _is_valid_json_value(schema: Any, text: str) -> bool:
+    # `input_errors` reads objects only; a schema may describe any JSON value.
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return False
+    return not value_errors(schema, value)
 
 
 async def collect_message(stream: MessageStream, source: AsyncIterator[EngineEvent]) -> Message:

@@ -1,5 +1,6 @@
 """An engine's capabilities as the `capabilities` object of `/v1/models`
-(api-spec §9, api-version §19.14)."""
+(api-spec §9, api-version §19.14). Each entry says what the request fields do on
+this model, as docs/fidelity.md tabulates them."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from parley.protocol.models import (
 
 def model_capabilities(engine: EngineCapabilities) -> ModelCapabilities:
     no, yes = Supported(supported=False), Supported(supported=True)
+    # Above `high`, effort needs thinking (the API refuses it with thinking off).
+    deep = Supported(supported=engine.thinking)
     return ModelCapabilities(
         batch=yes,
         # Only engines that can point at what they quote: an Anthropic upstream (natively)
@@ -24,19 +27,32 @@ def model_capabilities(engine: EngineCapabilities) -> ModelCapabilities:
         # so documents with citations enabled are refused there, never silently uncited.
         citations=Supported(supported=engine.citations),
         code_execution=no,
-        # `context_management` and `output_config.effort` are accepted as no-ops only.
-        context_management=ContextManagementCapability(supported=False),
-        effort=EffortCapability(supported=False, low=no, medium=no, high=no, max=no),
+        # Edits are applied by Parley itself, before the prompt is built, on any engine.
+        context_management=ContextManagementCapability(
+            supported=True,
+            clear_tool_uses_20250919=yes,
+            clear_thinking_20251015=yes,
+            compact_20260112=no,
+        ),
+        effort=EffortCapability(
+            supported=True, low=yes, medium=yes, high=yes, xhigh=deep, max=deep
+        ),
         image_input=Supported(supported=engine.images),
         # Every engine reads PDFs: Parley extracts their text page by page for models
         # that read text, and an Anthropic upstream is sent the PDF itself.
         pdf_input=yes,
         server_tools=ServerToolsCapability(supported=False, code_execution=no, web_search=no),
-        structured_outputs=no,
-        # Thinking is not produced; `{"type": "disabled"}` is the one setting honoured.
+        structured_outputs=Supported(supported=engine.structured_outputs),
+        # `adaptive` lets the model decide, so every model takes it (one that cannot
+        # think never does); `between_tools` and `disabled` turn thinking off.
         thinking=ThinkingCapability(
-            supported=False,
-            types=ThinkingTypes(adaptive=no, enabled=no, between_tools=no, disabled=yes),
+            supported=engine.thinking,
+            types=ThinkingTypes(
+                adaptive=yes,
+                enabled=Supported(supported=engine.thinking and engine.thinking_budgets),
+                between_tools=yes,
+                disabled=yes,
+            ),
         ),
         tool_use=Supported(supported=engine.tools),
     )

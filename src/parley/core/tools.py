@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from parley.core.generation import CacheMark, EngineCapabilities, ToolChoice, ToolSpec
+from parley.core.output_schemas import check_output_schema
 from parley.core.tool_schemas import check_input_schema
 from parley.errors import InvalidRequestError
 from parley.protocol.content import CacheControl
@@ -39,8 +40,25 @@ def tool_specs(
                 f"tools.{i}: tool type '{tool.type}' is not supported by model {model}"
             )
         schema = tool.input_schema.model_dump(exclude_unset=True)
-        check_input_schema(schema, f"tools.{i}.custom.input_schema")
-        specs.append(ToolSpec(tool.name, tool.description, schema, cache_mark(tool.cache_control)))
+        path = f"tools.{i}.custom.input_schema"
+        check_input_schema(schema, path)
+        if tool.strict:
+            # Strict tool use: the input is guaranteed to validate, so the schema is
+            # held to the structured-outputs subset (core/output_schemas.py).
+            if not capabilities.structured_outputs:
+                raise InvalidRequestError(
+                    f"tools.{i}.custom.strict: model {model} does not support strict tool use."
+                )
+            check_output_schema(schema, path)
+        specs.append(
+            ToolSpec(
+                tool.name,
+                tool.description,
+                schema,
+                cache_mark(tool.cache_control),
+                strict=bool(tool.strict),
+            )
+        )
     if len({s.name for s in specs}) != len(specs):
         raise InvalidRequestError("tools: Tool names must be unique.")
     return tuple(specs)

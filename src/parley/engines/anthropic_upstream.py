@@ -23,8 +23,11 @@ from parley.core.generation import (
     EngineStopReason,
     Finished,
     GenerationRequest,
+    RedactedThinking,
     TextBlockStart,
     TextChunk,
+    ThinkingChunk,
+    ThinkingSignature,
     ToolCallStart,
     ToolInputChunk,
 )
@@ -70,7 +73,15 @@ class AnthropicUpstreamEngine(UpstreamEngine):
             config,
             headers,
             capabilities=capabilities
-            or EngineCapabilities(images=True, tools=True, citations=True),
+            or EngineCapabilities(
+                images=True,
+                tools=True,
+                structured_outputs=True,
+                thinking=True,
+                thinking_budgets=True,
+                upstream_signatures=True,
+                citations=True,
+            ),
             context_window=context_window or DEFAULT_CONTEXT_WINDOW,
             transport=transport,
             claim_timeout=claim_timeout,
@@ -123,7 +134,7 @@ class AnthropicUpstreamEngine(UpstreamEngine):
         )
 
     async def read(
-        self, stream: OpenStream, planned: UpstreamRequest
+        self, stream: OpenStream, planned: UpstreamRequest, request: GenerationRequest
     ) -> AsyncGenerator[EngineEvent, None]:
         output_tokens = 0
         input_tokens: int | None = None
@@ -141,6 +152,10 @@ class AnthropicUpstreamEngine(UpstreamEngine):
                     # The upstream's block boundaries are kept: cited text is a block
                     # of its own.
                     yield TextBlockStart(output_tokens)
+                elif block.get("type") == "thinking":
+                    yield ThinkingChunk(block.get("thinking") or "", output_tokens)
+                elif block.get("type") == "redacted_thinking":
+                    yield RedactedThinking(block.get("data", ""), output_tokens)
             elif kind == "content_block_delta":
                 delta = data.get("delta") or {}
                 if delta.get("type") == "text_delta" and delta.get("text"):
@@ -152,6 +167,12 @@ class AnthropicUpstreamEngine(UpstreamEngine):
                     citation = citation_from(delta.get("citation") or {})
                     if citation is not None:
                         yield CitationChunk(citation, output_tokens)
+                elif delta.get("type") == "thinking_delta" and delta.get("thinking"):
+                    output_tokens += 1
+                    yield ThinkingChunk(delta["thinking"], output_tokens)
+                elif delta.get("type") == "signature_delta":
+                    # Anthropic's own signature, passed on unchanged (never re-signed).
+                    yield ThinkingSignature(delta.get("signature", ""), output_tokens)
             elif kind == "message_delta":
                 delta = data.get("delta") or {}
                 stop_reason = delta.get("stop_reason")

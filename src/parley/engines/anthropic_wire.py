@@ -15,8 +15,10 @@ from parley.core.generation import (
     ImagePart,
     Part,
     TextPart,
+    ThinkingPart,
     ToolCall,
     ToolChoice,
+    ToolSpec,
     Turn,
 )
 from parley.engines.upstream_errors import status_error
@@ -84,6 +86,11 @@ def _block(part: Part) -> dict[str, Any] | None:
     if isinstance(part, ToolCall):
         call = {"type": "tool_use", "id": part.id, "name": part.name, "input": dict(part.input)}
         return call | cache_control(part.cache)
+    if isinstance(part, ThinkingPart):
+        # Anthropic's own blocks, back unchanged for it to check their signatures.
+        if part.data is not None:
+            return {"type": "redacted_thinking", "data": part.data}
+        return {"type": "thinking", "thinking": part.thinking, "signature": part.signature}
     result: dict[str, Any] = {
         "type": "tool_result",
         "tool_use_id": part.tool_use_id,
@@ -144,6 +151,15 @@ def citation_from(data: Mapping[str, Any]) -> Citation | None:
     )
 
 
+def _tool(tool: ToolSpec) -> dict[str, Any]:
+    body: dict[str, Any] = {"name": tool.name, "input_schema": dict(tool.input_schema)}
+    if tool.description:
+        body["description"] = tool.description
+    if tool.strict:
+        body["strict"] = True
+    return body
+
+
 def messages_body(request: GenerationRequest, model: str, *, stream: bool) -> dict[str, Any]:
     """A Messages body; without `stream`, a count_tokens body (no generation fields)."""
     body: dict[str, Any] = {"model": model, "messages": [_message(t) for t in request.turns]}
@@ -151,14 +167,23 @@ def messages_body(request: GenerationRequest, model: str, *, stream: bool) -> di
     if system:
         body["system"] = system
     if request.tools:
-        body["tools"] = [
-            {"name": t.name, "input_schema": dict(t.input_schema)}
-            | ({"description": t.description} if t.description else {})
-            | cache_control(t.cache)
-            for t in request.tools
-        ]
+        body["tools"] = [_tool(t) | cache_control(t.cache) for t in request.tools]
         body["tool_choice"] = _tool_choice(request.tool_choice)
     body |= cache_control(request.cache)
+    thinking = request.thinking
+    if thinking.mode == "enabled":
+        body["thinking"] = {"type": "enabled", "budget_tokens": thinking.budget_tokens}
+    elif thinking.mode == "adaptive":
+        body["thinking"] = {"type": "adaptive"}
+    if thinking.mode != "off" and thinking.omitted:
+        body["thinking"]["display"] = "omitted"
+    output: dict[str, Any] = {}
+    if thinking.effort is not None:
+        output["effort"] = thinking.effort
+    if request.output_schema is not None:
+        output["format"] = {"type": "json_schema", "schema": dict(request.output_schema)}
+    if output:
+        body["output_config"] = output
     if not stream:
         return body
     body["max_tokens"] = request.max_tokens

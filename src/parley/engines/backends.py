@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -19,7 +20,11 @@ from parley.engines.routing import Backend, RoutedEngine
 
 
 def local_engine(
-    backend: LocalBackendConfig, *, context_window: int | None, queue_size: int
+    backend: LocalBackendConfig,
+    *,
+    context_window: int | None,
+    queue_size: int,
+    thinking: bool | None = None,
 ) -> Engine[Any]:
     if backend.engine == "scripted":
         from parley.engines.scripted import ScriptedEngine
@@ -39,15 +44,21 @@ def local_engine(
         slots=backend.slots,
         threads=backend.threads,
         max_waiting=queue_size,
+        thinking=thinking,
     )
 
 
 def declared_capabilities(config: ModelConfig, default: EngineCapabilities) -> EngineCapabilities:
+    def pick(declared: bool | None, own: bool) -> bool:
+        return own if declared is None else declared
+
     # Citations are the engine's own to give: no setting can make a model cite.
-    return EngineCapabilities(
-        images=default.images if config.images is None else config.images,
-        tools=default.tools if config.tools is None else config.tools,
-        citations=default.citations,
+    return replace(
+        default,
+        images=pick(config.images, default.images),
+        tools=pick(config.tools, default.tools),
+        structured_outputs=pick(config.structured_outputs, default.structured_outputs),
+        thinking=pick(config.thinking, default.thinking),
     )
 
 
@@ -64,6 +75,8 @@ def _backend(
         engine = OpenAICompatEngine(
             backend, context_window=model.context_window, transport=transport
         )
+        # What the model declares (thinking, say) shapes the upstream body itself.
+        engine.capabilities = declared_capabilities(model, engine.capabilities)
         return Backend(engine.name, "openai", backend.base_url, engine, backend.model)
     if isinstance(backend, AnthropicBackendConfig):
         from parley.engines.anthropic_upstream import AnthropicUpstreamEngine
@@ -73,7 +86,10 @@ def _backend(
         )
         return Backend(engine.name, "anthropic", backend.base_url, engine, backend.model)
     engine = local_engine(
-        backend, context_window=model.context_window, queue_size=settings.queue_size
+        backend,
+        context_window=model.context_window,
+        queue_size=settings.queue_size,
+        thinking=model.thinking,
     )
     target = str(backend.path or ("bundled GGUF" if backend.engine == "llamacpp" else "-"))
     return Backend(backend.name or f"{backend.engine}:{target}", backend.engine, target, engine)

@@ -9,6 +9,8 @@ same Hermes style written into the system message and the turns' text
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -31,6 +33,11 @@ _CHATML = (
 _PREFILL_MARK = "\x00parley-prefill\x00"
 
 
+def output_note(schema: Mapping[str, Any]) -> str:
+    text = json.dumps(dict(schema), ensure_ascii=False)
+    return f"Reply with JSON only, valid against this JSON schema:\n{text}"
+
+
 class ChatTemplate:
     """The model's own Jinja chat template from the GGUF metadata (ChatML if absent)."""
 
@@ -40,11 +47,20 @@ class ChatTemplate:
         self._specials = {"bos_token": bos, "eos_token": eos}
         self.native_tools = source is not None and "tools" in source and "<tool_call>" in source
 
-    def render(self, request: GenerationRequest, *, open_call: bool = False) -> str:
+    def render(
+        self,
+        request: GenerationRequest,
+        *,
+        open_call: bool = False,
+        enable_thinking: bool | None = None,
+    ) -> str:
         """The prompt text. `open_call`: end it inside a started tool call
-        (`<tool_call>\\n`), after any prefill, so the reply is the call's JSON."""
+        (`<tool_call>\\n`), after any prefill, so the reply is the call's JSON.
+        `enable_thinking` is passed to templates that switch reasoning with it (Qwen3)."""
         messages = self._messages(request)
         extra: dict[str, Any] = {}
+        if enable_thinking is not None:
+            extra["enable_thinking"] = enable_thinking
         if request.tools and self.native_tools:
             extra["tools"] = [function_signature(t) for t in request.tools]
         prefill = request.prefill
@@ -67,6 +83,10 @@ class ChatTemplate:
 
     def _messages(self, request: GenerationRequest) -> list[dict[str, Any]]:
         system = request.system
+        if request.output_schema is not None:
+            # The grammar holds the reply to the schema; the model is told what to fill.
+            note = output_note(request.output_schema)
+            system = f"{system}\n\n{note}" if system else note
         if request.tools:
             addition = (
                 choice_note(request.tool_choice)

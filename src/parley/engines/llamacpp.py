@@ -18,7 +18,7 @@ import secrets
 import threading
 from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +31,24 @@ from parley.core.generation import (
     Finished,
     GenerationRequest,
     TextChunk,
+    ThinkingChunk,
     ToolCallStart,
     ToolInputChunk,
 )
 from parley.core.slots import Occupancy, SlotPool
 from parley.engines.base import Engine, Generation, PreparedGeneration
 from parley.engines.chat_template import ChatTemplate
-from parley.engines.hermes import CallSplitter, CallStartOut, InputOut, SplitEvent, TextOut
-from parley.engines.llamacpp_grammar import call_grammar
-from parley.errors import APIError, InternalServerError
+from parley.engines.hermes import (
+    CALL_OPEN,
+    CallSplitter,
+    CallStartOut,
+    InputOut,
+    SplitEvent,
+    TextOut,
+)
+from parley.engines.llamacpp_grammar import NoGrammarError, call_grammar
+from parley.engines.think_tags import FORCED_CLOSE, ThinkSplitter, template_thinks, with_thinking
+from parley.errors import APIError, InternalServerError, InvalidRequestError
 
 log = logging.getLogger(__name__)
 
@@ -76,26 +85,46 @@ class ToolPlan:
 
     grammar: str | None = None
     forced: bool = False
+    calls: bool = False  # the grammar allows a call, which the output is split into
 
     @classmethod
     def of(cls, request: GenerationRequest) -> ToolPlan:
+        """With `output_config.format` the reply's text is held to its schema too."""
         allowed = request.tool_choice.allowed(request.tools)
-        if not allowed:
-            return cls()
-        forced = request.tool_choice.required
-        tools = [(t.name, t.input_schema) for t in allowed]
-        return cls(call_grammar(tools, allow_text=not forced), forced)
+        schema = request.output_schema
+        try:
+            if not allowed:
+                if schema is None:
+                    return cls()
+                return cls(call_grammar([], allow_text=True, output_schema=schema))
+            forced = request.tool_choice.required
+            tools = [(t.name, t.input_schema, t.strict) for t in allowed]
+            grammar = call_grammar(tools, allow_text=not forced, output_schema=schema)
+        except NoGrammarError as exc:
+            # Checked against the API's subset already; what is left is a regex the
+            # grammar converter cannot express.
+            path = "output_config.format.schema" if schema is not None else "tools"
+            raise InvalidRequestError(
+                f"{path}: model {request.model} cannot enforce this schema ({exc})."
+            ) from None
+        return cls(grammar, forced, calls=True)
 
 
 @dataclass(frozen=True)
 class _Prompt:
     tokens: list[int]
     plan: ToolPlan
+    # Thinking on: the prompt ends inside an open `<think>` section; once it closes,
+    # `resume` (a forced call's opening) follows and the grammar applies.
+    thinks: bool = False
+    resume: tuple[int, ...] = ()
+    forced_close: tuple[int, ...] = ()
 
 
 class LlamaCppEngine(Engine[_Prompt]):
-    # Text only: SmolLM2 has no vision tower. Tools: calls are grammar-constrained.
-    capabilities = EngineCapabilities(images=False, tools=True)
+    # Text only: SmolLM2 has no vision tower. Tools, strict tools and output formats:
+    # grammar-constrained.
+    capabilities = EngineCapabilities(images=False, tools=True, structured_outputs=True)
 
     def __init__(
         self,
@@ -105,8 +134,14 @@ class LlamaCppEngine(Engine[_Prompt]):
         slots: int = 2,
         threads: int = 1,
         max_waiting: int = 32,
+        chat_template: str | None = None,
+        thinking: bool | None = None,
     ) -> None:
+        """`chat_template`: used instead of the GGUF's own; `thinking`: whether the
+        model reasons, instead of what its template says (`<think>` sections)."""
         self._path = model_path or bundled_model_path()
+        self._chat_template = chat_template
+        self._declared_thinking = thinking
         self._requested_ctx = context_window
         self._slot_count = slots
         self._threads = threads
@@ -131,11 +166,18 @@ class LlamaCppEngine(Engine[_Prompt]):
         meta = self._vocab.metadata
         trained = int(meta.get(f"{meta.get('general.architecture', 'llama')}.context_length", 0))
         self._n_ctx = self._requested_ctx or trained or 4096
+        source = self._chat_template or meta.get("tokenizer.chat_template")
         self._template = ChatTemplate(
-            meta.get("tokenizer.chat_template"),
+            source,
             _token_text(self._vocab, self._vocab.token_bos()),
             _token_text(self._vocab, self._vocab.token_eos()),
         )
+        thinks = template_thinks(source)
+        if self._declared_thinking is not None:
+            thinks = self._declared_thinking
+        # Known only once the template is read: a reasoning model keeps to budgets,
+        # as its thinking section is closed by Parley when the budget runs out.
+        self.capabilities = replace(self.capabilities, thinking=thinks, thinking_budgets=thinks)
         self._add_bos = meta.get("tokenizer.ggml.add_bos_token", "false") == "true"
         for i in range(self._slot_count):
             llm = llama_cpp.Llama(
@@ -155,17 +197,30 @@ class LlamaCppEngine(Engine[_Prompt]):
             self._threads,
         )
 
-    def _tokenize(self, request: GenerationRequest, plan: ToolPlan) -> list[int]:
-        assert self._template is not None
-        prompt = self._template.render(request, open_call=plan.forced)
+    def _encode(self, text: str, *, bos: bool = False) -> list[int]:
         tokens: list[int] = self._vocab.tokenize(
-            prompt.encode("utf-8"), add_bos=self._add_bos, special=True
+            text.encode("utf-8"), add_bos=bos and self._add_bos, special=True
         )
         return tokens
 
     def _prompt(self, request: GenerationRequest) -> _Prompt:
+        assert self._template is not None
         plan = ToolPlan.of(request)
-        return _Prompt(self._tokenize(request, plan), plan)
+        if not self.capabilities.thinking or request.prefill is not None:
+            text = self._template.render(request, open_call=plan.forced)
+            return _Prompt(self._encode(text, bos=True), plan)
+        thinks = request.thinking.mode != "off"
+        text = with_thinking(self._template.render(request, enable_thinking=thinks), on=thinks)
+        if not thinks:
+            text += CALL_OPEN if plan.forced else ""
+            return _Prompt(self._encode(text, bos=True), plan)
+        return _Prompt(
+            self._encode(text, bos=True),
+            plan,
+            thinks=True,
+            resume=tuple(self._encode(CALL_OPEN)) if plan.forced else (),
+            forced_close=tuple(self._encode(FORCED_CLOSE)),
+        )
 
     async def count_tokens(self, request: GenerationRequest) -> int:
         # The same rendering as prepare(): tools, earlier calls and a forced call's
@@ -251,25 +306,30 @@ def _decode(
     # A fresh grammar object per request: generate() builds a new sampler chain from
     # it, so no grammar state survives into the slot's next request.
     grammar = LlamaGrammar.from_string(plan.grammar) if plan.grammar else None
-    calls = _CallEvents(plan) if grammar is not None else None
+    calls = _CallEvents(plan) if plan.calls else None
     if sampling.greedy:
         # Reusing a cached KV prefix evaluates only the prompt's tail, in batches of
         # another shape, and the float results differ enough to flip greedy choices.
         # temperature 0 must be repeatable, so it always evaluates the whole prompt.
         llm.reset()
+    options = {
+        "temp": sampling.temperature,
+        "top_k": sampling.top_k or 0,
+        "top_p": 1.0 if sampling.top_p is None else sampling.top_p,
+        # Not an API knob: a small min-p floor keeps a 135M model from sampling the
+        # far tail at temperature 1.0 (the API default).
+        "min_p": 0.05,
+        "repeat_penalty": 1.0,
+    }
+    tokens = list(prompt.tokens)
     produced = 0
     try:
-        for token in llm.generate(
-            prompt.tokens,
-            temp=sampling.temperature,
-            top_k=sampling.top_k or 0,
-            top_p=1.0 if sampling.top_p is None else sampling.top_p,
-            # Not an API knob: a small min-p floor keeps a 135M model from sampling
-            # the far tail at temperature 1.0 (the API default).
-            min_p=0.05,
-            repeat_penalty=1.0,
-            grammar=grammar,
-        ):
+        if prompt.thinks:
+            thought = _think(llm, tokens, prompt, request, options, emit, cancelled)
+            if thought is None:
+                return
+            tokens, produced = thought
+        for token in llm.generate(tokens, grammar=grammar, **options):
             if cancelled.is_set():
                 log.info("generation cancelled after %d tokens; slot free", produced)
                 return
@@ -293,6 +353,50 @@ def _decode(
                 return
     except Exception as exc:  # translated on the event-loop side
         emit(exc)
+
+
+def _think(
+    llm: Any,
+    tokens: list[int],
+    prompt: _Prompt,
+    request: GenerationRequest,
+    options: dict[str, Any],
+    emit: Callable[[EngineEvent | BaseException], None],
+    cancelled: threading.Event,
+) -> tuple[list[int], int] | None:
+    """The thinking section, without a grammar (the reply's grammar applies after
+    it): until the model closes it, or the budget runs out and Parley closes it.
+    Returns the tokens to continue from and the output tokens so far, or None when
+    the generation already ended."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    vocab = llm._model.vocab
+    splitter = ThinkSplitter()
+    budget = min(request.thinking.budget_tokens or request.max_tokens, request.max_tokens)
+    produced = 0
+    emit(ThinkingChunk("", 0))  # the block opens even if nothing is thought
+    for token in llm.generate(list(tokens), grammar=None, **options):
+        if cancelled.is_set():
+            return None
+        produced += 1
+        if llama_cpp.llama_vocab_is_eog(vocab, token):
+            emit(ThinkingChunk(splitter.flush(), produced))
+            emit(Finished("end_turn", produced))
+            return None
+        tokens.append(token)
+        thinking, after = splitter.feed(decoder.decode(llm.detokenize([token])))
+        if thinking:
+            emit(ThinkingChunk(thinking, produced))
+        if produced >= request.max_tokens:
+            emit(ThinkingChunk(splitter.flush(), produced))
+            emit(Finished("max_tokens", produced))
+            return None
+        if after is not None:
+            break
+        if produced >= budget:
+            emit(ThinkingChunk(splitter.flush(), produced))
+            tokens += prompt.forced_close
+            break
+    return tokens + list(prompt.resume), produced
 
 
 class _CallEvents:

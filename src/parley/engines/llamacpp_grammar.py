@@ -255,7 +255,25 @@ def _relaxed(schema: Any) -> Any:
     return schema
 
 
-def _arguments_rule(converter: _Converter, schema: Mapping[str, Any], index: int) -> str:
+class NoGrammarError(ValueError):
+    """A schema that must be enforced exactly (an output format, a strict tool) has no
+    grammar form."""
+
+
+def _exact_rule(converter: _Converter, schema: Mapping[str, Any], name: str) -> str:
+    converter.namespace = name
+    try:
+        resolved = converter.resolve_refs(copy.deepcopy(dict(schema)), name)
+        return str(converter.visit(resolved, f"{name}-value"))
+    except Exception as exc:  # the converter asserts and raises on what it lacks
+        raise NoGrammarError(str(exc) or type(exc).__name__) from None
+
+
+def _arguments_rule(
+    converter: _Converter, schema: Mapping[str, Any], index: int, *, strict: bool = False
+) -> str:
+    if strict:
+        return _exact_rule(converter, schema, f"tool{index}")
     attempts = [("as given", schema), ("without pattern/format", _relaxed(schema))]
     for label, candidate in attempts:
         converter.namespace = f"tool{index}"
@@ -272,27 +290,45 @@ def _arguments_rule(converter: _Converter, schema: Mapping[str, Any], index: int
 
 
 @functools.lru_cache(maxsize=128)
-def _call_grammar(tools_json: str, allow_text: bool) -> str:
-    tools: list[tuple[str, dict[str, Any]]] = json.loads(tools_json)
+def _reply_grammar(tools_json: str, allow_text: bool, output_json: str) -> str:
+    tools: list[tuple[str, dict[str, Any], bool]] = json.loads(tools_json)
+    output: dict[str, Any] | None = json.loads(output_json)
     converter = _Converter()
-    alternatives = []
-    for index, (name, schema) in enumerate(tools):
-        arguments = _arguments_rule(converter, schema, index)
-        alternatives.append(f'{literal(name + ARGUMENTS_HEAD)} {arguments} "}}"')
-    converter._add_rule("call", f"{literal(NAME_HEAD)} ({' | '.join(alternatives)})")
-    if allow_text:
+    if tools:
+        alternatives = []
+        for index, (name, schema, strict) in enumerate(tools):
+            arguments = _arguments_rule(converter, schema, index, strict=strict)
+            alternatives.append(f'{literal(name + ARGUMENTS_HEAD)} {arguments} "}}"')
+        converter._add_rule("call", f"{literal(NAME_HEAD)} ({' | '.join(alternatives)})")
+    if output is not None:
+        # JSON text never begins with `<`, so it cannot be mistaken for a call.
+        value = _exact_rule(converter, output, "output")
+        converter._add_rule("text", value)
+    elif allow_text:
         converter._add_rule("text", f"{_not_prefixed(CALL_OPEN.strip())} {DOTALL}*")
+    if not tools:
+        converter._add_rule("root", "text")
+    elif allow_text:
         converter._add_rule("root", f"{literal(CALL_OPEN)} call | text")
     else:
         converter._add_rule("root", "call")
     return str(converter.format_grammar())
 
 
-def call_grammar(tools: list[tuple[str, Mapping[str, Any]]], *, allow_text: bool) -> str:
-    """GBNF for one call to one of `tools` ((name, input_schema) pairs); with
-    `allow_text`, for either that (after `<tool_call>\\n`) or plain text."""
+def call_grammar(
+    tools: list[tuple[str, Mapping[str, Any]]] | list[tuple[str, Mapping[str, Any], bool]],
+    *,
+    allow_text: bool,
+    output_schema: Mapping[str, Any] | None = None,
+) -> str:
+    """GBNF for one call to one of `tools` ((name, input_schema[, strict]) tuples);
+    with `allow_text`, for either that (after `<tool_call>\\n`) or a reply, which is
+    any text, or JSON valid against `output_schema` when one is given. Without
+    tools, only that reply. A strict tool's schema and the output schema are
+    enforced exactly: `NoGrammarError` when they cannot be."""
+    entries = [(t[0], t[1], bool(t[2]) if len(t) > 2 else False) for t in tools]
     # Key order is kept: it is the order properties are generated in.
-    return _call_grammar(json.dumps(tools), allow_text)
+    return _reply_grammar(json.dumps(entries), allow_text, json.dumps(output_schema))
 
 
 def _not_prefixed(word: str) -> str:

@@ -87,7 +87,8 @@ class OpenAICompatEngine(UpstreamEngine):
         super().__init__(
             config,
             {"authorization": f"Bearer {key}"} if key else {},
-            capabilities=capabilities or EngineCapabilities(images=False, tools=True),
+            capabilities=capabilities
+            or EngineCapabilities(images=False, tools=True, structured_outputs=True),
             context_window=context_window or DEFAULT_CONTEXT_WINDOW,
             transport=transport,
             claim_timeout=claim_timeout,
@@ -168,7 +169,7 @@ class OpenAICompatEngine(UpstreamEngine):
         echoed = request.prefill if request.prefill and flavor.prefill_echo else None
         forced = bool(request.tools) and request.tool_choice.required
         return UpstreamRequest(
-            chat_body(request, self.config, flavor),
+            chat_body(request, self.config, flavor, config_thinks=self.capabilities.thinking),
             None,
             ReplyPlan(upstream, reply_shape(request, flavor), forced, echoed),
         )
@@ -185,10 +186,14 @@ class OpenAICompatEngine(UpstreamEngine):
     # -- the reply ------------------------------------------------------------------------
 
     async def read(
-        self, stream: OpenStream, planned: UpstreamRequest
+        self, stream: OpenStream, planned: UpstreamRequest, request: GenerationRequest
     ) -> AsyncGenerator[EngineEvent, None]:
         plan: ReplyPlan = planned.plan
-        reader = ChatStreamReader(self.name, plan.upstream.flavor.cached_tokens)
+        reader = ChatStreamReader(
+            self.name,
+            plan.upstream.flavor.cached_tokens,
+            thinking=request.thinking.mode != "off",
+        )
         events = self._chunks(stream, reader)
         if plan.echoed_prefill:
             events = _without_echo(events, plan.echoed_prefill)

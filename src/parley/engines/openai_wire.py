@@ -26,6 +26,7 @@ from parley.core.generation import (
     ImagePart,
     TextChunk,
     TextPart,
+    ThinkingChunk,
     ToolCall,
     ToolCallStart,
     ToolChoice,
@@ -127,8 +128,9 @@ def _text_turn_content(turn: Turn) -> str | list[dict[str, Any]]:
             pieces += [p for p in part.content if isinstance(p, ImagePart)]
         elif isinstance(part, DocumentPart):
             pieces.append(TextPart(part.text))
-        else:
+        elif isinstance(part, TextPart | ImagePart):
             pieces.append(part)
+        # Earlier thinking is not shown to the model (api-spec §8).
     return _content(pieces, "\n" if turn.tool_calls or turn.tool_results else "\n\n")
 
 
@@ -161,7 +163,19 @@ def tool_spec(tool: ToolSpec) -> dict[str, Any]:
     function: dict[str, Any] = {"name": tool.name, "parameters": dict(tool.input_schema)}
     if tool.description:
         function["description"] = tool.description
+    if tool.strict:
+        function["strict"] = True  # OpenAI's spelling of a schema-exact input
     return {"type": "function", "function": function}
+
+
+# `output_config.effort` as OpenAI's `reasoning_effort` (which stops at "high").
+_REASONING_EFFORT = {
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "high",
+    "max": "high",
+}
 
 
 def tool_choice(choice: ToolChoice) -> str | dict[str, Any]:
@@ -218,6 +232,8 @@ def chat_body(
     request: GenerationRequest,
     config: OpenAIBackendConfig,
     flavor: Flavor = GENERIC,
+    *,
+    config_thinks: bool = False,
 ) -> dict[str, Any]:
     shape = reply_shape(request, flavor)
     body: dict[str, Any] = {
@@ -226,6 +242,24 @@ def chat_body(
         **sampling_fields(request, config, flavor),
         **_tool_fields(request, flavor, shape),
     }
+    if request.output_schema is not None and shape != "forced_json":
+        # vLLM, SGLang, llama-server and Ollama constrain the reply to the schema. (A
+        # forced call is constrained to the call's own shape instead.)
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {
+                "name": "output",
+                "schema": dict(request.output_schema),
+                "strict": True,
+            },
+        }
+    if config_thinks:
+        # Qwen3-style templates switch reasoning on and off with `enable_thinking`
+        # (vLLM and SGLang pass `chat_template_kwargs` to the template).
+        thinking = request.thinking
+        body["chat_template_kwargs"] = {"enable_thinking": thinking.mode != "off"}
+        if thinking.mode != "off" and thinking.effort is not None:
+            body["reasoning_effort"] = _REASONING_EFFORT[thinking.effort]
     if request.prefill and flavor.prefill == "continue_final_message":
         # vLLM's and SGLang's way to continue the final assistant message rather than
         # start a new one after it (api-spec §5.2: a final assistant turn is a prefill).
@@ -269,6 +303,9 @@ class ChatStreamReader:
     upstream: str
     # The server reports the prompt's cached part (`prompt_tokens_details.cached_tokens`).
     cached_tokens: bool = True
+    # Whether the request asked for thinking: a reasoning model's thinking is
+    # relayed only then (with thinking off it is the upstream's business).
+    thinking: bool = False
     output_tokens: int = 0
     finish: EngineStopReason | None = None
     usage: Mapping[str, Any] | None = None
@@ -288,10 +325,15 @@ class ChatStreamReader:
             delta = choice.get("delta") or {}
             # Chat chunks carry `delta.content`; raw completion chunks carry `text`.
             text = delta.get("content") if "delta" in choice else choice.get("text")
-            if text or delta.get("tool_calls"):
+            # vLLM, SGLang and llama-server stream a reasoning model's thinking apart
+            # (`reasoning_content`; some servers say `reasoning`).
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            if text or reasoning or delta.get("tool_calls"):
                 # One chunk is about one token; the upstream's own count, when it
                 # sends one, replaces this in `finished()`.
                 self.output_tokens += 1
+            if reasoning and isinstance(reasoning, str) and self.thinking:
+                events.append(ThinkingChunk(reasoning, self.output_tokens))
             if text:
                 events.append(TextChunk(text, self.output_tokens))
             for fragment in delta.get("tool_calls") or ():

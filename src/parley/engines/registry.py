@@ -53,8 +53,10 @@ def build_engine(config: ModelConfig, settings: Settings) -> Engine[Any]:
         ),
         context_window=config.context_window,
         queue_size=settings.queue_size,
+        thinking=config.thinking,
     )
-    if config.images is not None or config.tools is not None:
+    declared = (config.images, config.tools, config.structured_outputs, config.thinking)
+    if any(value is not None for value in declared):
         engine.capabilities = declared_capabilities(config, engine.capabilities)
     return engine
 

@@ -79,10 +79,16 @@ class RoutedEngine(Engine[_Routed]):
             raise ValueError("a routed model needs at least one backend")
         self.backends = backends
         self.routing = routing or RoutingConfig()
+        # A request may go to any backend: the model can do what all of them can.
+        own = [b.engine.capabilities for b in backends]
         self.capabilities = capabilities or EngineCapabilities(
-            images=all(b.engine.capabilities.images for b in backends),
-            tools=all(b.engine.capabilities.tools for b in backends),
-            citations=all(b.engine.capabilities.citations for b in backends),
+            images=all(c.images for c in own),
+            tools=all(c.tools for c in own),
+            structured_outputs=all(c.structured_outputs for c in own),
+            thinking=all(c.thinking for c in own),
+            thinking_budgets=all(c.thinking_budgets for c in own),
+            upstream_signatures=all(c.upstream_signatures for c in own),
+            citations=all(c.citations for c in own),
         )
         self._context_window = context_window
         self._turn = 0

@@ -12,6 +12,9 @@ The reply is decided by directives in the last user turn's text, one per line:
   it): a ``char_location``, ``page_location`` or ``content_block_location``
   citation, as the document's kind asks. Several lines make several blocks,
   after any ``say:`` text.
+- ``think: TEXT``: reason TEXT first (a thinking block), when the request asks for
+  thinking and the model's config says it thinks (`thinking = true`); cut at the
+  request's `budget_tokens`.
 - ``fail: ERROR_TYPE``: after the reply's first token, fail with that API error
   type (for example ``overloaded_error``), which a stream reports as an
   ``event: error`` frame.
@@ -23,7 +26,9 @@ Directives are read from the turn's own text blocks, never from its documents.
 
 With tool_choice ``any`` or ``tool`` and no usable ``tool:`` line, the reply is
 one call to the chosen (or first) tool whose input is the smallest value its
-schema allows (`core.tool_schemas.minimal_instance`).
+schema allows (`core.tool_schemas.minimal_instance`). With `output_config.format`
+the reply is the ``say:`` text if it is JSON valid against the schema, else the
+smallest valid value, so clients can test their parsing against it.
 
 Tokens are whitespace-delimited words (each with its trailing space), so
 token counts are easy to reason about in tests; a call counts one token for
@@ -38,6 +43,7 @@ import json
 import re
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
+from typing import Any
 
 from parley.core.citations import find_citation
 from parley.core.generation import (
@@ -52,6 +58,7 @@ from parley.core.generation import (
     TextBlockStart,
     TextChunk,
     TextPart,
+    ThinkingChunk,
     ToolCall,
     ToolCallStart,
     ToolInputChunk,
@@ -59,12 +66,12 @@ from parley.core.generation import (
     Turn,
 )
 from parley.core.slots import Occupancy, SlotPool
-from parley.core.tool_schemas import minimal_instance
+from parley.core.tool_schemas import minimal_instance, value_errors
 from parley.engines.base import Engine, Generation, PreparedGeneration
 from parley.errors import ERROR_CLASSES_BY_TYPE, InternalServerError, InvalidRequestError
 
 _TOKEN = re.compile(r"\s*\S+\s*|\s+")
-_DIRECTIVE = re.compile(r"^(say|count|fail|tool|cite):\s?(.*)$", re.MULTILINE)
+_DIRECTIVE = re.compile(r"^(say|count|fail|tool|cite|think):\s?(.*)$", re.MULTILINE)
 _TOOL = re.compile(r"^([a-zA-Z0-9_-]+)\s*(.*)$", re.DOTALL)
 
 
@@ -107,6 +114,7 @@ def render_prompt(request: GenerationRequest) -> str:
 
 @dataclass
 class Script:
+    thinking: str | None = None
     text: str = ""
     # Blocks quoting a document: the quote, and where it is cited from.
     cited: list[tuple[str, Citation]] = field(default_factory=list)
@@ -115,10 +123,13 @@ class Script:
 
 
 class ScriptedEngine(Engine[Script]):
-    # Tools and citations (the `cite:` directive) always; images only when the model's
-    # config says so (`images = true`), so a default scripted model stands in for a
-    # text-only one.
-    capabilities = EngineCapabilities(images=False, tools=True, citations=True)
+    # Tools, structured outputs and citations (the `cite:` directive) always; images
+    # and thinking only when the model's config says so (`images = true`,
+    # `thinking = true`), so a default scripted model stands in for a text-only one
+    # that does not reason.
+    capabilities = EngineCapabilities(
+        images=False, tools=True, structured_outputs=True, thinking_budgets=True, citations=True
+    )
 
     def __init__(
         self,
@@ -181,11 +192,17 @@ class ScriptedEngine(Engine[Script]):
             self._pool.release(slot)
 
 
-_Scripted = TextChunk | TextBlockStart | CitationChunk | ToolCallStart | ToolInputChunk
+_Scripted = (
+    TextChunk | TextBlockStart | CitationChunk | ThinkingChunk | ToolCallStart | ToolInputChunk
+)
 
 
 def _events(script: Script) -> list[_Scripted]:
-    events: list[_Scripted] = [TextChunk(token, 0) for token in tokenize(script.text)]
+    events: list[_Scripted] = []
+    if script.thinking is not None:
+        # An empty thought is still a block (it carries a signature).
+        events += [ThinkingChunk(t, 0) for t in tokenize(script.thinking) or [""]]
+    events += [TextChunk(token, 0) for token in tokenize(script.text)]
     for quote, citation in script.cited:
         events += [TextBlockStart(0), CitationChunk(citation, 0)]
         events += [TextChunk(token, 0) for token in tokenize(quote)]
@@ -195,11 +212,14 @@ def _events(script: Script) -> list[_Scripted]:
     return events
 
 
-def _counted(
-    event: TextChunk | ToolCallStart | ToolInputChunk, produced: int
-) -> TextChunk | ToolCallStart | ToolInputChunk:
+_Counted = TextChunk | ThinkingChunk | ToolCallStart | ToolInputChunk
+
+
+def _counted(event: _Counted, produced: int) -> _Counted:
     if isinstance(event, TextChunk):
         return TextChunk(event.text, produced)
+    if isinstance(event, ThinkingChunk):
+        return ThinkingChunk(event.text, produced)
     if isinstance(event, ToolCallStart):
         return ToolCallStart(event.name, produced)
     return ToolInputChunk(event.partial_json, produced)
@@ -228,6 +248,14 @@ def write_script(request: GenerationRequest) -> Script:
         script.text = "Failing soon"
     elif not script.calls and not script.cited:
         script.text = f"Echo: {_content(last_user, calls=False)}"
+    if request.output_schema is not None and not script.calls:
+        script.text = _structured(request.output_schema, script.text)
+    thinking = request.thinking
+    if thinking.mode != "off" and "think" in found:
+        words = tokenize(found["think"])
+        if thinking.budget_tokens is not None:
+            words = words[: thinking.budget_tokens]
+        script.thinking = "".join(words)
     return script
 
 
@@ -239,6 +267,16 @@ def _citation(request: GenerationRequest, quote: str) -> tuple[str, Citation]:
             f"scripted engine: no document with citations enabled contains {quote!r}"
         )
     return quote, citation
+
+
+def _structured(schema: Any, text: str) -> str:
+    """The text if it is JSON valid against the schema, else the smallest valid value."""
+    try:
+        if not value_errors(schema, json.loads(text)):
+            return text
+    except ValueError:
+        pass
+    return json.dumps(minimal_instance(schema))
 
 
 def _calls(request: GenerationRequest, lines: list[str]) -> list[tuple[str, str]]:

@@ -12,6 +12,7 @@ from parley.core.generation import (
     ImagePart,
     Part,
     TextPart,
+    ThinkingPart,
     ToolCall,
 )
 
@@ -37,6 +38,8 @@ def _part_tokens(part: Part) -> int:
         return estimate_image_tokens(part)
     if isinstance(part, ToolCall):
         return 4 + estimate_tokens(part.name + part.input_json)
+    if isinstance(part, ThinkingPart):
+        return estimate_tokens(part.thinking or part.data or "")
     return 4 + sum(_part_tokens(p) for p in part.content)
 
 

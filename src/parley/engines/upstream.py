@@ -103,7 +103,7 @@ class UpstreamEngine(Engine[UpstreamRequest]):
         input_tokens = self.opened_input_tokens(opened)
         return Generation(
             prepared.input_tokens if input_tokens is None else input_tokens,
-            self._events(call, planned),
+            self._events(call, planned, prepared.request),
             call.discard,
             self.opened_cache(opened),
         )
@@ -120,11 +120,11 @@ class UpstreamEngine(Engine[UpstreamRequest]):
         return stream
 
     async def _events(
-        self, call: UpstreamCall, planned: UpstreamRequest
+        self, call: UpstreamCall, planned: UpstreamRequest, request: GenerationRequest
     ) -> AsyncGenerator[EngineEvent, None]:
         stream = await call.claim()
         try:
-            async for event in self.read(stream, planned):
+            async for event in self.read(stream, planned, request):
                 yield event
         finally:
             await stream.aclose()
@@ -171,7 +171,7 @@ class UpstreamEngine(Engine[UpstreamRequest]):
 
     @abstractmethod
     def read(
-        self, stream: OpenStream, planned: UpstreamRequest
+        self, stream: OpenStream, planned: UpstreamRequest, request: GenerationRequest
     ) -> AsyncGenerator[EngineEvent, None]: ...
 
 

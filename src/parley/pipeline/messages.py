@@ -27,22 +27,26 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import aclosing, nullcontext
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from parley.core.context_edits import Measure, apply_context_edits, check_context_management
 from parley.core.conversation import Sources, counting_request, generation_request
 from parley.core.file_sources import DocumentFetch
+from parley.core.generation import GenerationRequest, Turn
 from parley.core.images import ImageFetch
 from parley.core.messages import MessageStream, check_context, check_max_tokens
 from parley.core.records import ApiKey, UsageRecord
 from parley.core.slots import background
-from parley.engines.base import Generation
+from parley.core.thinking import ThinkingSigner
+from parley.engines.base import Engine, Generation
 from parley.engines.registry import ModelEntry, ModelRegistry
 from parley.errors import APIError
 from parley.pipeline.files import FileService
 from parley.pipeline.threads import Threads, ThreadTurn
 from parley.protocol.requests import CountTokensParams, MessageCreateParams
-from parley.protocol.responses import Message
+from parley.protocol.responses import ContextManagementResponse, Message
 from parley.protocol.stream import MessageStopEvent, StreamEvent
 from parley.ratelimit.limiter import Admission, Clock, RateLimiter
 from parley.store.usage_recorder import UsageRecorder
@@ -51,6 +55,16 @@ from parley.telemetry.metrics import Metrics
 from parley.telemetry.tracing import Tracing
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TokenCount:
+    input_tokens: int
+    headers: dict[str, str]
+    # With `context_management`: the count before the edits (the beta response's
+    # `context_management.original_input_tokens`).
+    original_input_tokens: int | None = None
+
 
 Priority = Literal["interactive", "batch"]
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
@@ -173,7 +187,9 @@ class MessagePipeline:
         files: FileService | None = None,
         metrics: Metrics | None = None,
         tracing: Tracing | None = None,
+        signer: ThinkingSigner | None = None,
     ) -> None:
+        self._signer = signer
         self._registry = registry
         self._limiter = limiter
         self._usage = usage
@@ -223,8 +239,17 @@ class MessagePipeline:
         tracing: Tracing,
     ) -> MessageRun:
         engine = entry.engine
+        edits = check_context_management(params.context_management, params.thinking)
         with tracing.span("prepare"):
-            request = await generation_request(params, engine.capabilities, self._sources(key))
+            request = await generation_request(
+                params, engine.capabilities, self._sources(key), self._signer
+            )
+            managed: ContextManagementResponse | None = None
+            if params.context_management is not None:
+                # Applied before the prompt is built: the engine sees the edited turns.
+                edited = await apply_context_edits(request.turns, edits, _measure(engine, request))
+                request = replace(request, turns=edited.turns)
+                managed = ContextManagementResponse(applied_edits=edited.applied)
             check_max_tokens(request.max_tokens, entry.max_output_tokens, params.model)
             prepared = await engine.prepare(request)
         admission: Admission | None = None
@@ -250,7 +275,14 @@ class MessagePipeline:
             if admission is not None:  # cancelled: awaiting is not safe here
                 self._spawn(self._limiter.refund(admission))
             raise
-        stream = MessageStream(request, generation.input_tokens, cache=generation.cache)
+        stream = MessageStream(
+            request,
+            generation.input_tokens,
+            cache=generation.cache,
+            signer=self._signer,
+            context_management=managed,
+            diagnostics=_diagnostics(params),
+        )
         span = tracing.start_span("generation")
         if span is not None:
             span.set_attribute("gen_ai.request.model", entry.id)
@@ -269,19 +301,26 @@ class MessagePipeline:
             thread=thread,
         )
 
-    async def count_tokens(
-        self, key: ApiKey, params: CountTokensParams
-    ) -> tuple[int, dict[str, str]]:
-        """The prompt's size as the model would be given it, and the rate-limit headers
-        (count_tokens has a request bucket of its own, api-spec §8)."""
+    async def count_tokens(self, key: ApiKey, params: CountTokensParams) -> TokenCount:
+        """The prompt's size as the model would be given it, after any context edits,
+        and the rate-limit headers (count_tokens has a request bucket of its own,
+        api-spec §8)."""
         entry = self._registry.resolve(params.model)
         context = current_request()
         if context is not None:
             context.model = entry.id
         headers = await self._limiter.admit_count_tokens(key, entry.id)
         engine = entry.engine
-        counted = await counting_request(params, engine.capabilities, self._sources(key))
-        return await engine.count_tokens(counted), headers
+        edits = check_context_management(params.context_management, params.thinking)
+        counted = await counting_request(
+            params, engine.capabilities, self._sources(key), self._signer
+        )
+        if params.context_management is None:
+            return TokenCount(await engine.count_tokens(counted), headers)
+        original = await engine.count_tokens(counted)
+        edited = await apply_context_edits(counted.turns, edits, _measure(engine, counted))
+        tokens = await engine.count_tokens(replace(counted, turns=edited.turns))
+        return TokenCount(tokens, headers, original)
 
     def _sources(self, key: ApiKey) -> Sources:
         """Where this key's request may read sources from: URLs under the server's
@@ -321,3 +360,19 @@ class MessagePipeline:
                 cache_read_input_tokens=usage.cache_read_input_tokens,
             )
         )
+
+
+def _measure(engine: Engine[Any], request: GenerationRequest) -> Measure:
+    async def measure(turns: tuple[Turn, ...]) -> int:
+        return await engine.count_tokens(replace(request, turns=turns))
+
+    return measure
+
+
+def _diagnostics(params: MessageCreateParams) -> dict[str, Any] | None:
+    """`diagnostics` asks why the prompt cache missed the prefix of an earlier request;
+    Parley keeps no record to compare with, which the API's answer for "cannot
+    diagnose" says (`cache_miss_reason: {"type": "unavailable"}`)."""
+    if params.diagnostics is None:
+        return None
+    return {"cache_miss_reason": {"type": "unavailable"}}

@@ -29,10 +29,14 @@ class EffortCapability(BaseModel):
     medium: Supported
     high: Supported
     max: Supported
+    xhigh: Supported
 
 
 class ContextManagementCapability(BaseModel):
     supported: bool
+    clear_tool_uses_20250919: Supported
+    clear_thinking_20251015: Supported
+    compact_20260112: Supported
 
 
 class ServerToolsCapability(BaseModel):

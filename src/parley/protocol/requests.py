@@ -105,8 +105,16 @@ class ThinkingAdaptive(Strict):
     display: Literal["summarized", "omitted"] | None = None
 
 
+class ThinkingBetweenTools(Strict):
+    """Thinking off; short progress notes between tool calls come back as thinking
+    blocks (api-version §19.4)."""
+
+    type: Literal["between_tools"]
+
+
 ThinkingConfig = Annotated[
-    ThinkingEnabled | ThinkingDisabled | ThinkingAdaptive, Field(discriminator="type")
+    ThinkingEnabled | ThinkingDisabled | ThinkingAdaptive | ThinkingBetweenTools,
+    Field(discriminator="type"),
 ]
 
 
@@ -124,6 +132,96 @@ class ThreadContinue(Strict):
 ThreadParam = Annotated[ThreadCreate | ThreadContinue, Field(discriminator="type")]
 
 
+class JSONOutputFormat(Strict):
+    """`output_config.format`: the reply's text is JSON valid against `schema`. The
+    schema is checked against the subset the API supports by core."""
+
+    model_config = Strict.model_config | {"populate_by_name": True, "serialize_by_alias": True}
+    type: Literal["json_schema"]
+    # `schema` would shadow a BaseModel attribute; the wire name is kept by the alias.
+    json_schema: dict[str, Any] = Field(alias="schema")
+
+
+Effort = Literal["low", "medium", "high", "xhigh", "max"]
+
+
+class TaskBudget(Strict):
+    model_config = Strict.model_config | {"extra": "allow"}
+    type: str
+
+
+class OutputConfig(Strict):
+    effort: Effort | None = None
+    format: JSONOutputFormat | None = None
+    # Beta (`task-budgets-2026-03-13`); refused by core, parsed so it can be named.
+    task_budget: TaskBudget | None = None
+
+
+# --- context management (beta `context-management-2025-06-27`) ------------------------
+
+
+class InputTokensValue(Strict):
+    type: Literal["input_tokens"]
+    value: Annotated[int, Field(ge=0)]
+
+
+class ToolUsesValue(Strict):
+    type: Literal["tool_uses"]
+    value: Annotated[int, Field(ge=0)]
+
+
+class ThinkingTurnsValue(Strict):
+    type: Literal["thinking_turns"]
+    value: Annotated[int, Field(ge=0)]
+
+
+class AllThinkingTurns(Strict):
+    type: Literal["all"]
+
+
+class ClearToolUsesEdit(Strict):
+    type: Literal["clear_tool_uses_20250919"]
+    trigger: Annotated[InputTokensValue | ToolUsesValue, Field(discriminator="type")] | None = None
+    keep: ToolUsesValue | None = None
+    clear_at_least: InputTokensValue | None = None
+    exclude_tools: list[str] | None = None
+    clear_tool_inputs: bool | list[str] | None = None
+
+
+class ClearThinkingEdit(Strict):
+    type: Literal["clear_thinking_20251015"]
+    keep: (
+        Annotated[ThinkingTurnsValue | AllThinkingTurns, Field(discriminator="type")]
+        | Literal["all"]
+        | None
+    ) = None
+
+
+class CompactEdit(Strict):
+    """Parsed so that core can refuse it by name."""
+
+    model_config = Strict.model_config | {"extra": "allow"}
+    type: Literal["compact_20260112"]
+
+
+ContextEdit = Annotated[
+    ClearToolUsesEdit | ClearThinkingEdit | CompactEdit, Field(discriminator="type")
+]
+
+
+class ContextManagement(Strict):
+    edits: list[ContextEdit] | None = None
+
+
+class Diagnostics(Strict):
+    previous_message_id: str | None = None
+
+
+class BillingPolicy(Strict):
+    type: Literal["billing_policy"]
+    bill_to: Literal["self", "user_profile"]
+
+
 class _PromptParams(Strict):
     model: Annotated[str, Field(min_length=1)]
     messages: list[MessageParam]
@@ -131,14 +229,16 @@ class _PromptParams(Strict):
     tools: list[ToolParam] | None = None
     tool_choice: ToolChoice | None = None
     thinking: ThinkingConfig | None = None
-    # Newer optional fields (api-spec §5.1, api-version §19.4): accepted, not acted on.
+    # Each field below is honoured or refused by core (core/request_fields.py); the
+    # table in docs/fidelity.md says which and why.
     cache_control: CacheControl | None = None
-    output_config: dict[str, Any] | None = None
+    output_config: OutputConfig | None = None
     speed: Literal["standard", "fast"] | None = None
-    diagnostics: dict[str, Any] | None = None
-    # Beta `context-management-2025-06-27` (sent by Claude Code): edits that trim
-    # earlier context; nothing to trim on a stateless engine, so accepted as a no-op.
-    context_management: dict[str, Any] | None = None
+    # Beta fields: refused as extra inputs unless their `anthropic-beta` value is sent.
+    context_management: ContextManagement | None = None
+    mcp_servers: list[dict[str, Any]] | None = None
+    compaction: dict[str, Any] | None = None
+    billing_policy: BillingPolicy | None = None
 
 
 class MessageCreateParams(_PromptParams):
@@ -153,6 +253,11 @@ class MessageCreateParams(_PromptParams):
     container: str | dict[str, Any] | None = None
     inference_geo: str | None = None
     thread: ThreadParam | None = None
+    diagnostics: Diagnostics | None = None
+    # Beta: the deprecated spelling of `output_config.format`.
+    output_format: JSONOutputFormat | None = None
+    fallbacks: Literal["default"] | list[dict[str, Any]] | None = None
+    fallback_credit_token: str | dict[str, Any] | None = None
 
 
 class CountTokensParams(_PromptParams):

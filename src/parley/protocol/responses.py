@@ -90,7 +90,38 @@ class ToolUseBlock(BaseModel):
     input: dict[str, Any]
 
 
-ContentBlock = Annotated[TextBlock | ToolUseBlock, Field(discriminator="type")]
+class ThinkingBlock(BaseModel):
+    type: Literal["thinking"] = "thinking"
+    thinking: str
+    signature: str
+
+
+class RedactedThinkingBlock(BaseModel):
+    type: Literal["redacted_thinking"] = "redacted_thinking"
+    data: str
+
+
+ContentBlock = Annotated[
+    TextBlock | ToolUseBlock | ThinkingBlock | RedactedThinkingBlock, Field(discriminator="type")
+]
+
+
+def _absent(value: Any) -> bool:
+    return value is None
+
+
+class AppliedEdit(BaseModel):
+    """One context-management edit the server applied (`clear_tool_uses_20250919`
+    counts `cleared_tool_uses`, `clear_thinking_20251015` `cleared_thinking_turns`)."""
+
+    type: str
+    cleared_input_tokens: int
+    cleared_tool_uses: int | None = Field(default=None, exclude_if=_absent)
+    cleared_thinking_turns: int | None = Field(default=None, exclude_if=_absent)
+
+
+class ContextManagementResponse(BaseModel):
+    applied_edits: list[AppliedEdit]
 
 
 class Message(BaseModel):
@@ -104,7 +135,12 @@ class Message(BaseModel):
     stop_sequence: str | None
     stop_details: dict[str, Any] | None = None
     usage: Usage
+    # Only when the request asked for them (`context_management`, `diagnostics`).
+    context_management: ContextManagementResponse | None = Field(default=None, exclude_if=_absent)
+    diagnostics: dict[str, Any] | None = Field(default=None, exclude_if=_absent)
 
 
 class TokenCount(BaseModel):
     input_tokens: int
+    # Beta context management: `{"original_input_tokens": N}`, the count before edits.
+    context_management: dict[str, int] | None = Field(default=None, exclude_if=_absent)

@@ -11,7 +11,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from parley.protocol.responses import Citation, Message, StopReason, TextBlock, ToolUseBlock
+from parley.protocol.responses import (
+    Citation,
+    ContextManagementResponse,
+    Message,
+    RedactedThinkingBlock,
+    StopReason,
+    TextBlock,
+    ThinkingBlock,
+    ToolUseBlock,
+)
 
 
 class MessageStartEvent(BaseModel):
@@ -22,7 +31,10 @@ class MessageStartEvent(BaseModel):
 class ContentBlockStartEvent(BaseModel):
     type: Literal["content_block_start"] = "content_block_start"
     index: int
-    content_block: Annotated[TextBlock | ToolUseBlock, Field(discriminator="type")]
+    content_block: Annotated[
+        TextBlock | ToolUseBlock | ThinkingBlock | RedactedThinkingBlock,
+        Field(discriminator="type"),
+    ]
 
 
 class TextDelta(BaseModel):
@@ -42,10 +54,24 @@ class CitationsDelta(BaseModel):
     citation: Citation
 
 
+class ThinkingDelta(BaseModel):
+    type: Literal["thinking_delta"] = "thinking_delta"
+    thinking: str
+
+
+class SignatureDelta(BaseModel):
+    # One, just before the thinking block's content_block_stop (api-spec §6.3).
+    type: Literal["signature_delta"] = "signature_delta"
+    signature: str
+
+
 class ContentBlockDeltaEvent(BaseModel):
     type: Literal["content_block_delta"] = "content_block_delta"
     index: int
-    delta: Annotated[TextDelta | InputJSONDelta | CitationsDelta, Field(discriminator="type")]
+    delta: Annotated[
+        TextDelta | InputJSONDelta | CitationsDelta | ThinkingDelta | SignatureDelta,
+        Field(discriminator="type"),
+    ]
 
 
 class ContentBlockStopEvent(BaseModel):
@@ -73,6 +99,10 @@ class MessageDeltaEvent(BaseModel):
     type: Literal["message_delta"] = "message_delta"
     delta: MessageDelta
     usage: MessageDeltaUsage
+    # Top level, as 2026 captures show it (api-spec §6.3); only when requested.
+    context_management: ContextManagementResponse | None = Field(
+        default=None, exclude_if=lambda v: v is None
+    )
 
 
 class MessageStopEvent(BaseModel):

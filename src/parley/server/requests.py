@@ -8,6 +8,7 @@ from typing import TypeVar
 
 from starlette.requests import ClientDisconnect, Request
 
+from parley.core.betas import parse_betas
 from parley.core.records import ApiKey
 from parley.core.versions import APIVersion, parse_version
 from parley.errors import (
@@ -64,7 +65,13 @@ async def _authenticate(request: Request, admin: bool) -> tuple[ApiKey, APIVersi
     # A repeated header arrives comma-joined and is invalid as a whole (api-spec §3).
     versions = request.headers.getlist("anthropic-version")
     version = parse_version(", ".join(versions) if versions else None)
+    request_betas(request)  # an unknown value is a 400 on every endpoint
     return key, version
+
+
+def request_betas(request: Request) -> frozenset[str]:
+    """The `anthropic-beta` values sent (comma-joined or repeated, api-spec §2)."""
+    return parse_betas(request.headers.getlist("anthropic-beta"))
 
 
 async def read_body(request: Request) -> bytes:

@@ -15,7 +15,13 @@ from parley.errors import APIError, InternalServerError
 from parley.protocol.requests import CountTokensParams, MessageCreateParams
 from parley.protocol.responses import TokenCount
 from parley.protocol.stream import StreamEvent
-from parley.server.requests import authenticate, read_body, services, unless_disconnected
+from parley.server.requests import (
+    authenticate,
+    read_body,
+    request_betas,
+    services,
+    unless_disconnected,
+)
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +31,9 @@ JSON = "application/json"
 
 async def create_message(request: Request) -> Response:
     key, version = await authenticate(request)
-    params = parse_params(await read_body(request), MessageCreateParams, version)
+    params = parse_params(
+        await read_body(request), MessageCreateParams, version, request_betas(request)
+    )
     svc = services(request)
     run = await svc.pipeline.open(key, params)
     if params.stream:
@@ -57,7 +65,12 @@ async def _sse(events: AsyncIterator[StreamEvent]) -> AsyncIterator[bytes]:
 
 async def count_tokens(request: Request) -> Response:
     key, version = await authenticate(request)
-    params = parse_params(await read_body(request), CountTokensParams, version)
+    params = parse_params(
+        await read_body(request), CountTokensParams, version, request_betas(request)
+    )
     svc = services(request)
-    count, headers = await svc.pipeline.count_tokens(key, params)
-    return JSONResponse(TokenCount(input_tokens=count).model_dump(), headers=headers)
+    count = await svc.pipeline.count_tokens(key, params)
+    body = TokenCount(input_tokens=count.input_tokens)
+    if count.original_input_tokens is not None:
+        body.context_management = {"original_input_tokens": count.original_input_tokens}
+    return JSONResponse(body.model_dump(), headers=count.headers)
