@@ -9,14 +9,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-# A failed golden comparison shows the diff, not a bare AssertionError; registered here,
-# before any test module (in tests/protocol or elsewhere) imports the helpers.
-pytest.register_assert_rewrite("tests.protocol.golden")
-
 from parley.config import ModelConfig, Settings, load_settings
 from parley.server.app import create_app
 from parley.services import Services, start_services
 from tests.serverproc import ParleyProcess
+
+# A failed golden comparison shows the diff, not a bare AssertionError; registered here,
+# before any test module (in tests/protocol or elsewhere) imports the helpers.
+pytest.register_assert_rewrite("tests.protocol.golden")
 
 SCRIPTED_MODEL = "scripted-1"
 
