@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from parley.batches.service import BatchService
 from parley.batches.worker import BatchWorker, WorkerSettings
 from parley.config import Settings
+from parley.core.lifecycle import Lifecycle
 from parley.engines.registry import ModelRegistry
 from parley.pipeline.background import BackgroundWork
 from parley.pipeline.image_urls import ImageFetcher, ImageFetchPolicy
@@ -46,7 +47,13 @@ class Services:
     batches: BatchService
     batch_worker: BatchWorker
     background: BackgroundWork
+    lifecycle: Lifecycle
     _stack: AsyncExitStack
+
+    @property
+    def draining(self) -> bool:
+        """True once a drain has begun (SIGTERM): readiness probes should fail."""
+        return self.lifecycle.draining
 
     async def drain(self) -> None:
         """Finish background writes (settlements, key use) and write held usage."""
@@ -63,10 +70,14 @@ async def start_services(settings: Settings, *, clock: Clock = time.time) -> Ser
         organization_id = await asyncio.to_thread(_organization_id, settings)
         # Closed in reverse: the worker and the engines stop first, then background
         # writes finish and held usage is written, then the buckets and the store go.
-        database = await open_database(settings.database)
+        database = await open_database(
+            settings.database,
+            connect_timeout=settings.database_connect_timeout,
+            statement_timeout=settings.database_timeout,
+        )
         stack.push_async_callback(database.dispose)
         buckets: BucketBackend = (
-            RedisBackend(settings.redis_url, settings.redis_prefix)
+            RedisBackend(settings.redis_url, settings.redis_prefix, timeout=settings.redis_timeout)
             if settings.redis_url
             else MemoryBackend()
         )
@@ -124,6 +135,7 @@ async def start_services(settings: Settings, *, clock: Clock = time.time) -> Ser
             batches=batches,
             batch_worker=worker,
             background=background,
+            lifecycle=Lifecycle(),
             _stack=stack.pop_all(),
         )
     return services

@@ -15,7 +15,7 @@ work apart), and they wait behind interactive requests for an engine.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from contextlib import aclosing, nullcontext
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -58,7 +58,7 @@ class MessageRun:
         self._settle = settle
         self._settled = False
 
-    async def events(self) -> AsyncIterator[StreamEvent]:
+    async def events(self) -> AsyncGenerator[StreamEvent, None]:
         try:
             async with aclosing(self._generation.events) as source:
                 async for event in self.stream.events(source):
@@ -67,9 +67,12 @@ class MessageRun:
             self._finish()
 
     async def message(self) -> Message:
+        # Closed here, not by the garbage collector, so that a cancelled request (the
+        # client left, the drain deadline passed) is settled before this returns.
         with background() if self._priority == "batch" else nullcontext():
-            async for _ in self.events():
-                pass
+            async with aclosing(self.events()) as events:
+                async for _ in events:
+                    pass
         return self.stream.message
 
     async def aclose(self) -> None:
