@@ -53,6 +53,7 @@ class FaultProxy:
         self._call(self._shutdown())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        self._loop.close()
 
     @property
     def mode(self) -> Mode:
