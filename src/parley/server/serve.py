@@ -30,6 +30,7 @@ import uvicorn
 from parley.config import Settings
 from parley.server.app import create_app
 from parley.server.connections import ConnectionLimits, protocol_class
+from parley.server.logs import install_redaction
 from parley.services import Services, start_services
 
 log = logging.getLogger("parley")
@@ -120,6 +121,7 @@ def connection_limits(settings: Settings, organization_id: str) -> ConnectionLim
 
 
 async def run(settings: Settings) -> None:
+    install_redaction()
     svc = await start_services(settings)
     try:
         bootstrap = None
