@@ -17,7 +17,7 @@ LLAMA_STAMP := .wheels/llama-cpp-python-$(LLAMA_VERSION).built
 SDK0_VERSION := 0.121.0
 
 .PHONY: install run test test-fast lint typecheck check bench bench-tools bench-batches \
-  bench-overhead system-deps clean
+  bench-overhead bench-hardening system-deps clean
 
 install: system-deps $(VENV)/.installed $(SDK0_DIR)/.installed \
   $(NODE_DIR)/node_modules/.installed $(CLAUDE_CODE_DIR)/node_modules/.installed
@@ -86,6 +86,9 @@ bench-batches: install
 
 bench-overhead: install
 	$(BIN)/python bench/overhead.py
+
+bench-hardening: install
+	$(BIN)/python bench/hardening.py
 
 clean:
 	rm -rf $(VENV) .sdk $(NODE_DIR)/node_modules $(CLAUDE_CODE_DIR)/node_modules
