@@ -336,7 +336,7 @@ def api_call(draw: st.DrawFn) -> Call:
         )
     if draw(st.integers(0, 5)) == 0:
         # Any bytes a header may carry (no control characters: those never get here).
-        value = draw(texts.filter(lambda t: all(" " <= c and not "\x7f" <= c <= "\x9f" for c in t)))
+        value = draw(texts.filter(lambda t: all(c >= " " and not "\x7f" <= c <= "\x9f" for c in t)))
         headers["anthropic-beta"] = value.strip().encode("utf-8").decode("latin-1")
     if kind in ("messages", "count_tokens"):
         body = draw(message_body(count_tokens=kind == "count_tokens"))
