@@ -37,7 +37,8 @@ LITELLM_DIR := $(PEERS)/litellm
 LITELLM_STAMP := $(LITELLM_DIR)/.installed-$(LITELLM_VERSION)
 
 .PHONY: install run test test-fast lint typecheck check bench bench-tools bench-batches \
-  bench-engine bench-gateway peers peer-llama-server peer-litellm system-deps clean
+  bench-engine bench-gateway bench-hardening peers peer-llama-server peer-litellm system-deps \
+  clean
 
 install: system-deps $(VENV)/.installed $(SDK0_DIR)/.installed \
   $(NODE_DIR)/node_modules/.installed $(CLAUDE_CODE_DIR)/node_modules/.installed
@@ -138,6 +139,9 @@ $(LITELLM_STAMP):
 	$(LITELLM_DIR)/bin/pip install -q --upgrade pip
 	$(LITELLM_DIR)/bin/pip install -q 'litellm[proxy]==$(LITELLM_VERSION)'
 	touch $@
+
+bench-hardening: install
+	$(BIN)/python bench/hardening.py
 
 clean:
 	rm -rf $(VENV) .sdk $(PEERS) $(NODE_DIR)/node_modules $(CLAUDE_CODE_DIR)/node_modules

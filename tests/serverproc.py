@@ -72,3 +72,23 @@ class ParleyProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def create_key(
+    server: ParleyProcess, name: str, *, admin: bool = False, want_id: bool = False
+) -> str:
+    """A key made with `parley keys create` in the server's store: its secret, or its id."""
+    args = [sys.executable, "-m", "parley", "keys", "create", "--name", name]
+    args += ["--data-dir", str(server.data_dir)]
+    if server.config is not None:
+        args += ["--config", str(server.data_dir / "parley.toml")]
+    if admin:
+        args.append("--admin")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
+    env.update(server.env)
+    done = subprocess.run(args, capture_output=True, text=True, env=env, check=True)
+    if want_id:
+        found = re.search(r"apikey_\w+", done.stderr + done.stdout)
+        assert found, done.stderr
+        return found.group(0)
+    return done.stdout.strip().splitlines()[-1]

@@ -297,6 +297,30 @@ class Settings(BaseSettings):
     # (a block signed by one is sent back to another): set it in the config or
     # PARLEY_THINKING_KEY (at least 16 characters).
     thinking_key: SecretStr | None = None
+    # SIGTERM drains: new requests get a retryable 529, work in flight (streams, batch
+    # requests) may finish for this many seconds, then streams end with an `error`
+    # event, batch requests are handed back for a re-run, usage is written, and the
+    # process exits. A second signal stops at once.
+    drain_timeout: float = Field(default=30.0, ge=0)
+    # Connections (server/connections.py): a request head must arrive within
+    # header_timeout, a body may pause at most body_timeout, a client must read its
+    # response within write_timeout of it backing up; idle keep-alive connections close
+    # after keep_alive_timeout; past max_connections requests get a retryable 529.
+    header_timeout: float = Field(default=10.0, gt=0)
+    body_timeout: float = Field(default=15.0, gt=0)
+    write_timeout: float = Field(default=30.0, gt=0)
+    keep_alive_timeout: float = Field(default=5.0, gt=0)
+    max_connections: int = Field(default=1000, ge=1)
+    # The store over a network (PostgreSQL): seconds to connect, to get a pooled
+    # connection, and for any one statement. A store that does not answer in time is
+    # a 503 with x-should-retry, not a hung request.
+    database_connect_timeout: float = Field(default=5.0, gt=0)
+    database_timeout: float = Field(default=10.0, gt=0)
+    # Redis: seconds to connect and for any one command.
+    redis_timeout: float = Field(default=2.0, gt=0)
+    # While Redis cannot be reached: "closed" refuses messages with a retryable 503
+    # (limits are never exceeded); "open" admits them without limits (and logs it).
+    redis_down: Literal["closed", "open"] = "closed"
 
     @classmethod
     def settings_customise_sources(

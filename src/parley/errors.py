@@ -83,6 +83,13 @@ class RequestTooLargeError(APIError):
         return {"error": self.to_error_object()}
 
 
+class RequestTimeoutError(APIError):
+    """The client stopped sending its request (headers or body) part way."""
+
+    status = 408
+    type = "timeout_error"
+
+
 class RateLimitError(APIError):
     status = 429
     type = "rate_limit_error"
@@ -93,14 +100,33 @@ class InternalServerError(APIError):
     type = "api_error"
 
 
+class ServiceUnavailableError(APIError):
+    """A dependency (the store, the rate-limit backend) cannot be reached: worth a
+    retry, here or on another replica (SDKs retry any 5xx, and obey x-should-retry)."""
+
+    status = 503
+    type = "api_error"
+
+    def __init__(self, message: str = "Service temporarily unavailable", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.headers.setdefault("x-should-retry", "true")
+
+
 class GatewayTimeoutError(APIError):
     status = 504
     type = "timeout_error"
 
 
 class OverloadedError(APIError):
+    """A full queue, a connection cap, a replica draining: always worth a retry, which
+    the SDKs make at once when `x-should-retry: true` says so (api-spec §13)."""
+
     status = 529
     type = "overloaded_error"
+
+    def __init__(self, message: str = "Overloaded", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.headers.setdefault("x-should-retry", "true")
 
 
 ERROR_CLASSES_BY_TYPE: dict[str, type[APIError]] = {

@@ -16,12 +16,13 @@ import tempfile
 import time
 import uuid
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 from parley.batches.service import BatchService
 from parley.batches.worker import BatchWorker, WorkerSettings
 from parley.config import Settings
+from parley.core.lifecycle import Lifecycle
 from parley.core.thinking import ThinkingSigner
 from parley.engines.registry import ModelRegistry
 from parley.pipeline.background import BackgroundWork
@@ -64,10 +65,14 @@ class Services:
     background: BackgroundWork
     metrics: Metrics
     tracing: Tracing
+    lifecycle: Lifecycle
     _stack: AsyncExitStack
-    # Set while the process drains before exit: /readyz answers 503 so that load
-    # balancers send new requests elsewhere.
-    draining: bool = field(default=False)
+
+    @property
+    def draining(self) -> bool:
+        """True once a drain has begun (SIGTERM): /readyz answers 503 so that load
+        balancers send new requests elsewhere."""
+        return self.lifecycle.draining
 
     async def drain(self) -> None:
         """Finish background writes (settlements, key use) and write held usage."""
@@ -94,10 +99,14 @@ async def start_services(
         signer = ThinkingSigner(await asyncio.to_thread(_thinking_key, settings))
         # Closed in reverse: the worker and the engines stop first, then background
         # writes finish and held usage is written, then the buckets and the store go.
-        database = await open_database(settings.database)
+        database = await open_database(
+            settings.database,
+            connect_timeout=settings.database_connect_timeout,
+            statement_timeout=settings.database_timeout,
+        )
         stack.push_async_callback(database.dispose)
         buckets: BucketBackend = (
-            RedisBackend(settings.redis_url, settings.redis_prefix)
+            RedisBackend(settings.redis_url, settings.redis_prefix, timeout=settings.redis_timeout)
             if settings.redis_url
             else MemoryBackend()
         )
@@ -180,6 +189,7 @@ async def start_services(
             background=background,
             metrics=metrics,
             tracing=tracing,
+            lifecycle=Lifecycle(),
             _stack=stack.pop_all(),
         )
     return services

@@ -135,6 +135,10 @@ def assert_overloaded(response: httpx.Response) -> None:
         "error": {"type": "overloaded_error", "message": "Overloaded"},
         "request_id": response.headers["request-id"],
     }
+    # Retryable, at once: SDKs obey x-should-retry above all (api-spec §13); no
+    # retry-after, since how soon a slot frees is unknown.
+    assert response.headers["x-should-retry"] == "true"
+    assert "retry-after" not in response.headers
 
 
 @asynccontextmanager

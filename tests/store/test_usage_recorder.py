@@ -87,3 +87,35 @@ async def test_closing_writes_what_is_held(database: Database) -> None:
     await recorder.aclose()
     [row] = await recorder.store.rows()
     assert row.counts["output_tokens"] == 9
+
+
+async def test_what_is_held_while_the_store_is_down_is_bounded(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FlakyStore(database)
+    recorder = UsageRecorder(store, interval=60, max_held=3)
+    store.down = True
+    for minute in range(5):  # five (key, model, minute) totals; room for three
+        recorder.record(record(at=AT + timedelta(minutes=minute), input_tokens=1))
+    recorder.record(record(at=AT, input_tokens=10))  # a total already held still adds up
+    with pytest.raises(ConnectionError):
+        await recorder.flush()
+    assert recorder.held == 3
+    assert recorder.dropped == 2
+    assert caplog.text.count("at its bound") == 1
+    store.down = False
+    await recorder.aclose()
+    rows = await store.rows()
+    assert sum(r.counts["requests"] for r in rows) == 4
+    assert sum(r.counts["input_tokens"] for r in rows) == 13
+
+
+async def test_a_store_down_at_shutdown_is_logged_not_raised(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FlakyStore(database)
+    recorder = UsageRecorder(store, interval=60)
+    recorder.record(record(input_tokens=1))
+    store.down = True
+    await recorder.aclose()
+    assert "usage of 1 requests could not be written at shutdown" in caplog.text

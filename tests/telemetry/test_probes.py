@@ -32,7 +32,7 @@ async def test_probes_need_no_key(services: Services) -> None:
 
 
 async def test_draining_is_not_ready_but_alive(services: Services) -> None:
-    services.draining = True
+    services.lifecycle.start_draining()
     async with asgi_client(services) as anonymous:
         alive = await anonymous.get("/healthz")
         ready = await anonymous.get("/readyz")

@@ -21,7 +21,7 @@ from parley.core.batches import (
     validate_request,
 )
 from parley.core.batches_body import iter_requests
-from parley.core.ids import message_batch_id
+from parley.core.ids import id_shaped, message_batch_id
 from parley.core.versions import APIVersion
 from parley.errors import InvalidRequestError, NotFoundError
 from parley.protocol.batches import MAX_REQUESTS, MessageBatch, ProcessingStatus
@@ -137,7 +137,7 @@ class BatchService:
             raise duplicate_custom_id(first.position, first.custom_id) from None
 
     async def get(self, key_id: str, batch_id: str) -> BatchRecord:
-        record = await self._store.get(batch_id)
+        record = await self._store.get(batch_id) if id_shaped(batch_id) else None
         if record is None or record.key_id != key_id:
             raise not_found()
         return record
@@ -160,7 +160,7 @@ class BatchService:
     async def _cursor(self, key_id: str, batch_id: str | None, name: str) -> BatchRecord | None:
         if batch_id is None:
             return None
-        record = await self._store.get(batch_id)
+        record = await self._store.get(batch_id) if id_shaped(batch_id) else None
         if record is None or record.key_id != key_id:
             raise NotFoundError(f"{name}: {batch_id} not found")
         return record

@@ -33,6 +33,7 @@ from parley.core.batches import RESULTS_KEPT
 from parley.core.records import ApiKey
 from parley.pipeline.messages import MessagePipeline
 from parley.ratelimit.limiter import Clock
+from parley.store import database
 from parley.store.batch_leases import BatchLeaseStore, ClaimedRequest, Outcome
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,8 @@ class BatchWorker:
         self._loops: list[asyncio.Task[None]] = []
         # Batches with nothing left to claim at our last try: worth checking for the end.
         self._drained: set[str] = set()
+        self._stopping = False
+        self._changed = asyncio.Event()  # set whenever a claimed request is done
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
@@ -103,6 +106,30 @@ class BatchWorker:
     def wake(self) -> None:
         """Look for work now (a batch was created or canceled here)."""
         self._wake.set()
+
+    @property
+    def running(self) -> int:
+        """Batch requests claimed by this worker and not yet stored."""
+        return len(self._running)
+
+    def stop_claiming(self) -> None:
+        """Drain: claim nothing more, and leave requests claimed ahead unstarted (they
+        are handed back at `aclose`); the running ones go on."""
+        self._stopping = True
+
+    async def wait_idle(self) -> None:
+        """Until every request this worker started has finished and its result is stored."""
+        while self._running:
+            self._changed.clear()
+            await self._changed.wait()
+
+    async def hand_back(self) -> None:
+        """Drain deadline: stop the requests still running (each settles its usage);
+        `aclose` hands their claims back for a re-run."""
+        tasks = list(self._running)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def aclose(self) -> None:
         """Stop: requests still running are abandoned and handed back for a re-run;
@@ -132,9 +159,12 @@ class BatchWorker:
                 if self._running and loop.time() >= next_cancel_check:
                     next_cancel_check = loop.time() + self._poll
                     await self._stop_ended_claims()
-                started = await self._fill()
-            except Exception:
-                log.exception("batch worker: claiming failed")
+                started = 0 if self._stopping else await self._fill()
+            except Exception as exc:
+                if database.unavailable(exc):
+                    database.OUTAGE.failed(exc)  # logged once; claiming resumes when back
+                else:
+                    log.exception("batch worker: claiming failed")
                 started = 0
             if not started:
                 with contextlib.suppress(TimeoutError):
@@ -149,8 +179,11 @@ class BatchWorker:
                 try:
                     await self._write(finished)
                     break
-                except Exception:
-                    log.exception("batch worker: writing results failed; retrying")
+                except Exception as exc:
+                    if database.unavailable(exc):
+                        database.OUTAGE.failed(exc)
+                    else:
+                        log.exception("batch worker: writing results failed; retrying")
                     await asyncio.sleep(self._poll)
 
     async def _heartbeat(self) -> None:
@@ -160,8 +193,11 @@ class BatchWorker:
             if self._running:
                 try:
                     await self._store.renew(self.token, self._now() + self._lease)
-                except Exception:
-                    log.exception("batch worker: renewing claims failed")
+                except Exception as exc:
+                    if database.unavailable(exc):
+                        database.OUTAGE.failed(exc)
+                    else:
+                        log.exception("batch worker: renewing claims failed")
 
     # -- work -------------------------------------------------------------------------
 
@@ -191,6 +227,8 @@ class BatchWorker:
 
     async def _run(self, request: ClaimedRequest, key: ApiKey | None) -> None:
         async with self._gate:
+            if self._stopping:
+                return  # claimed ahead, never started: handed back at aclose
             outcome = await run_request(request, key, self._pipeline)
         finished = _Finished(outcome)
         self._finished.append(finished)
@@ -201,6 +239,7 @@ class BatchWorker:
     def _ran(self, task: asyncio.Task[None]) -> None:
         self._running.pop(task, None)
         self._wake.set()
+        self._changed.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("batch request task failed: %r", task.exception())
 

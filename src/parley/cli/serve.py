@@ -45,6 +45,3 @@ def serve(
             asyncio.run(run(settings))
     except TracingUnavailable as exc:
         raise click.ClickException(str(exc)) from exc
-    except KeyboardInterrupt:
-        # uvicorn shut down gracefully, then re-raised the signal: a normal stop.
-        log.info("Parley stopped")

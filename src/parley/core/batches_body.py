@@ -12,6 +12,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from parley.core.bodies import clean, may_hold_surrogates, parse_error, raw_decode
 from parley.errors import TOO_LARGE, InvalidRequestError, RequestTooLargeError
 
 _WHITESPACE = " \t\n\r"
@@ -20,8 +21,8 @@ _COMPACT_AT = 1 << 16
 
 
 def _parse_error(message: str) -> InvalidRequestError:
-    # The wording of the plain body parser (core/bodies.py).
-    return InvalidRequestError(f"There was an error parsing the body: {message}")
+    # The wording of the plain body parser.
+    return parse_error(message)
 
 
 class _Reader:
@@ -78,10 +79,9 @@ class _Reader:
     async def value(self) -> Any:
         """Decode the JSON value that starts at the next non-whitespace character."""
         await self.peek()
-        decoder = json.JSONDecoder()
         while True:
             try:
-                value, end = decoder.raw_decode(self.buf, self.pos)
+                value, end = raw_decode(self.buf, self.pos)
             except json.JSONDecodeError as exc:
                 if not await self._grow():
                     raise _parse_error(f"{exc.msg}: char {self._offset + exc.pos}") from None
@@ -90,6 +90,8 @@ class _Reader:
             if end == len(self.buf) and not self.eof:
                 await self._grow()
                 continue
+            # Deep nesting and lone surrogates are handled as in a plain body.
+            value = clean(value, may_hold_surrogates(self.buf[self.pos : end]))
             self.pos = end
             return value
 

@@ -1,8 +1,21 @@
-"""Parse a JSON request body into a protocol model, with the API's error wording."""
+"""Parse a JSON request body into a protocol model, with the API's error wording.
+
+Whatever a client sends, decoding ends in a value the rest of Parley can use or in
+the API's 400 for invalid JSON, never in an exception of the parser's own:
+- nesting deeper than `MAX_DEPTH` is refused (CPython's parser would otherwise raise
+  RecursionError near 1,000 levels, and later stages recurse too);
+- integer literals past CPython's digit limit (4,300) are invalid JSON here;
+- `NaN` and `Infinity`, which the stdlib accepts, are not JSON and are refused;
+- an escaped lone surrogate (`"\\ud800"`, what a JavaScript client produces by
+  slicing an emoji in half) is legal JSON text but no Unicode character: it is
+  replaced by U+FFFD, as a lenient UTF-8 decoder would, so that the request still
+  works and nothing downstream (tokenizers, UTF-8 encoding, the store) meets it.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -17,6 +30,85 @@ from parley.protocol.requests import SAMPLING_FIELDS, MessageParam
 
 M = TypeVar("M", bound=BaseModel)
 
+# Levels of arrays and objects a body may nest (serde_json's default limit).
+MAX_DEPTH = 128
+
+# The escape of a UTF-16 surrogate, paired or not; only bodies holding one are walked.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE_TEXT = re.compile(r"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+
+
+def parse_error(detail: str) -> InvalidRequestError:
+    return InvalidRequestError(f"There was an error parsing the body: {detail}")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"Unexpected token {name}")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+
+
+def raw_decode(text: str, pos: int) -> tuple[Any, int]:
+    """`json.JSONDecoder.raw_decode` that fails only with JSONDecodeError (for the
+    incremental batch reader); the value still needs `clean()`."""
+    try:
+        return _DECODER.raw_decode(text, pos)
+    except json.JSONDecodeError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise json.JSONDecodeError(_detail(exc), text, pos) from None
+
+
+def _detail(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return f"nesting is deeper than {MAX_DEPTH} levels"
+    return str(exc).split(";")[0]  # the digit-limit message names a sys call: not for clients
+
+
+def clean(value: Any, surrogates: bool = True) -> Any:
+    """`value` with lone surrogates replaced; raises InvalidRequestError past MAX_DEPTH.
+    `surrogates=False` skips the string rewrite (the raw text held none)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            items: Any = list(node.items())
+        elif isinstance(node, list):
+            items = list(enumerate(node))
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            raise parse_error(f"nesting is deeper than {MAX_DEPTH} levels")
+        for name, child in items:
+            if surrogates and isinstance(child, str):
+                node[name] = _replace_surrogates(child)
+            elif isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+        if surrogates and isinstance(node, dict) and any(_has_surrogate(k) for k in node):
+            renamed = {_replace_surrogates(k): v for k, v in node.items()}
+            node.clear()
+            node.update(renamed)
+    if surrogates and isinstance(value, str):
+        return _replace_surrogates(value)
+    return value
+
+
+def _has_surrogate(text: str) -> bool:
+    return _LONE_SURROGATE.search(text) is not None
+
+
+def _replace_surrogates(text: str) -> str:
+    return _LONE_SURROGATE.sub(REPLACEMENT, text)
+
+
+def may_hold_surrogates(raw: bytes | str) -> bool:
+    if isinstance(raw, str):
+        return _SURROGATE_ESCAPE_TEXT.search(raw) is not None
+    return _SURROGATE_ESCAPE.search(raw) is not None
+
 
 def decode_json(raw: bytes) -> Any:
     # api-spec §1: the Python SDK sends Content-Type: application/json with an empty
@@ -24,9 +116,10 @@ def decode_json(raw: bytes) -> Any:
     if not raw.strip():
         return {}
     try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidRequestError(f"There was an error parsing the body: {exc}") from None
+        value = _DECODER.decode(raw.decode(json.detect_encoding(raw)))
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError too
+        raise parse_error(_detail(exc)) from None
+    return clean(value, may_hold_surrogates(raw))
 
 
 def parse_params(

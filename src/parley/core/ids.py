@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import string
 
@@ -34,3 +35,13 @@ def message_batch_id() -> str:
 
 def file_id() -> str:
     return "file_011C" + _base62(20)
+
+
+# Every id Parley issues, and every id column of the store (64 characters), fits this:
+# a value that does not is answered "not found" without asking the store, which
+# could not hold it anyway (a NUL byte, say, is an error in PostgreSQL, not a miss).
+_ID_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def id_shaped(value: str) -> bool:
+    return _ID_SHAPE.fullmatch(value) is not None

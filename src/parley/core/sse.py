@@ -8,7 +8,7 @@ import json
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
-from parley.errors import APIError
+from parley.errors import APIError, OverloadedError
 from parley.protocol.stream import MessageStartEvent, PingEvent, StreamEvent
 
 
@@ -33,13 +33,16 @@ def error_frame(error: APIError) -> bytes:
 
 
 async def with_pings(
-    events: AsyncIterator[StreamEvent], interval: float
+    events: AsyncIterator[StreamEvent], interval: float, stop: asyncio.Event | None = None
 ) -> AsyncIterator[StreamEvent]:
     """Yield `events`, adding a ping whenever none arrived for `interval` seconds.
 
     The source is read by a separate task so that waiting for it can time out
     without cancelling it; closing this iterator cancels that task, which closes
     the source (and with it the engine's generation).
+
+    When `stop` is set (a drain's deadline), the source is closed and the stream
+    ends with `overloaded_error`, which a client retries, instead of a cut connection.
     """
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=1)
 
@@ -52,6 +55,17 @@ async def with_pings(
             await queue.put(("error", exc))
 
     task = asyncio.create_task(pump())
+
+    async def stop_when_told(stop: asyncio.Event) -> None:
+        await stop.wait()
+        task.cancel()
+        await asyncio.wait({task})
+        ended = False
+        while not queue.empty():
+            ended = queue.get_nowait()[0] == "end"  # finished just in time: not cut
+        queue.put_nowait(("end", None) if ended else ("stop", None))
+
+    watcher = asyncio.create_task(stop_when_told(stop)) if stop is not None else None
     try:
         while True:
             try:
@@ -63,8 +77,12 @@ async def with_pings(
                 return
             if kind == "error":
                 raise value
+            if kind == "stop":
+                raise OverloadedError("Overloaded")
             yield value
     finally:
+        if watcher is not None:
+            watcher.cancel()
         task.cancel()
         await _despite_cancellation(_close_source(task, events))
 

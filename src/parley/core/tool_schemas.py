@@ -28,7 +28,7 @@ def check_input_schema(schema: Mapping[str, Any], path: str) -> None:
         raise InvalidRequestError(f"{path}: {TOP_LEVEL_COMBINATOR}")
     try:
         Draft202012Validator.check_schema(schema)
-    except SchemaError:
+    except (SchemaError, RecursionError):  # nested past what the validator can walk
         raise InvalidRequestError(f"{path}: {INVALID_SCHEMA}") from None
 
 
@@ -46,29 +46,40 @@ def input_errors(schema: Mapping[str, Any], input_json: str) -> list[str]:
 def value_errors(schema: Mapping[str, Any], value: Any) -> list[str]:
     """Why `value` does not match `schema` (empty when it does)."""
     validator = Draft202012Validator(schema)
-    return [error.message for error in validator.iter_errors(value)]
+    try:
+        return [error.message for error in validator.iter_errors(value)]
+    except RecursionError:  # a `$ref` loop the value keeps following
+        return ["nested too deeply to be checked against the schema"]
 
 
-def minimal_instance(schema: Any, root: Mapping[str, Any] | None = None) -> Any:
+# How far minimal_instance follows nesting and `$ref`s (a schema may refer to itself),
+# and the longest string or array it makes: a scripted reply, not a stress test.
+_MAX_NESTING = 32
+_MAX_LENGTH = 1024
+
+
+def minimal_instance(schema: Any, root: Mapping[str, Any] | None = None, depth: int = 0) -> Any:
     """A small value that satisfies `schema`: required properties only, the first
     enum value or alternative, the lowest allowed number, the shortest string.
-    Best effort for `pattern` and `format`, which it does not try to satisfy."""
+    Best effort for `pattern` and `format`, which it does not try to satisfy, and
+    for schemas nested (or referring to themselves) past `_MAX_NESTING`."""
     root = root if root is not None else schema
-    if not isinstance(schema, Mapping):
+    if not isinstance(schema, Mapping) or depth > _MAX_NESTING:
         return None
+    depth += 1
     if "$ref" in schema:
-        return minimal_instance(_resolve(schema["$ref"], root), root)
+        return minimal_instance(_resolve(schema["$ref"], root), root, depth)
     if "const" in schema:
         return schema["const"]
     if schema.get("enum"):
         return schema["enum"][0]
     for key in ("anyOf", "oneOf"):
         if schema.get(key):
-            return minimal_instance(schema[key][0], root)
+            return minimal_instance(schema[key][0], root, depth)
     if schema.get("allOf"):
         merged: dict[str, Any] = {}
         for part in schema["allOf"]:
-            value = minimal_instance(part, root)
+            value = minimal_instance(part, root, depth)
             if isinstance(value, dict):
                 merged.update(value)
         return merged
@@ -77,22 +88,26 @@ def minimal_instance(schema: Any, root: Mapping[str, Any] | None = None) -> Any:
         kind = next((k for k in kind if k != "null"), kind[0] if kind else None)
     if kind is None:
         kind = "object" if "properties" in schema or "required" in schema else None
-    return _of_type(kind, schema, root)
+    return _of_type(kind, schema, root, depth)
 
 
-def _of_type(kind: str | None, schema: Mapping[str, Any], root: Mapping[str, Any]) -> Any:
+def _of_type(
+    kind: str | None, schema: Mapping[str, Any], root: Mapping[str, Any], depth: int
+) -> Any:
     if kind == "object":
         properties = schema.get("properties", {})
         return {
-            name: minimal_instance(properties.get(name, {}), root)
+            name: minimal_instance(properties.get(name, {}), root, depth)
             for name in schema.get("required", [])
         }
     if kind == "array":
-        prefix = [minimal_instance(s, root) for s in schema.get("prefixItems", [])]
-        count = max(0, schema.get("minItems", 0) - len(prefix))
-        return prefix + [minimal_instance(schema.get("items", {}), root) for _ in range(count)]
+        prefix = [minimal_instance(s, root, depth) for s in schema.get("prefixItems", [])]
+        count = min(_MAX_LENGTH, max(0, schema.get("minItems", 0) - len(prefix)))
+        items = schema.get("items", {})
+        return prefix + [minimal_instance(items, root, depth) for _ in range(count)]
     if kind == "string":
-        return _FORMATS.get(schema.get("format", ""), "a" * schema.get("minLength", 0))
+        length = min(_MAX_LENGTH, schema.get("minLength", 0))
+        return _FORMATS.get(schema.get("format", ""), "a" * length)
     if kind in ("integer", "number"):
         return _lowest(schema, integer=kind == "integer")
     if kind == "boolean":

@@ -75,7 +75,8 @@ def decode_page(token: str) -> datetime:
         )
         if at.tzinfo is None:
             raise ValueError("no offset")
-    except ValueError:
+        at = at.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise ValueError(f"not a page token: {token!r}") from None
     return at
 

@@ -242,7 +242,11 @@ def write_script(request: GenerationRequest) -> Script:
     if "say" in found:
         script.text = found["say"]
     elif "count" in found:
-        n = int(found["count"].strip() or "0")
+        raw = found["count"].strip() or "0"
+        if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
+            raise InvalidRequestError(f"scripted engine: count needs a whole number, not {raw!r}")
+        # Words past max_tokens are never sent: they are not made either.
+        n = min(int(raw), request.max_tokens + 1)
         script.text = " ".join(str(i) for i in range(1, n + 1))
     elif script.failure is not None:
         script.text = "Failing soon"

@@ -7,6 +7,8 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
+from parley.store import database
+
 log = logging.getLogger(__name__)
 
 
@@ -23,8 +25,12 @@ class BackgroundWork:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background write failed: %r", task.exception())
+        if task.cancelled() or (exc := task.exception()) is None:
+            return
+        if database.unavailable(exc):
+            database.OUTAGE.failed(exc)  # one line per outage, not one per write
+        else:
+            log.error("background write failed: %r", exc)
 
     async def drain(self) -> None:
         """Wait until nothing is running, including work spawned meanwhile."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from contextlib import aclosing, nullcontext
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -104,7 +104,7 @@ class MessageRun:
         self._span = span  # the generation's span, when traced
         self._thread = thread
 
-    async def events(self) -> AsyncIterator[StreamEvent]:
+    async def events(self) -> AsyncGenerator[StreamEvent, None]:
         first = self._context is not None or self._span is not None
         try:
             async with aclosing(self._generation.events) as source:
@@ -142,9 +142,12 @@ class MessageRun:
             log.exception("message thread turn %s could not be kept", self.stream.message.id)
 
     async def message(self) -> Message:
+        # Closed here, not by the garbage collector, so that a cancelled request (the
+        # client left, the drain deadline passed) is settled before this returns.
         with background() if self._priority == "batch" else nullcontext():
-            async for _ in self.events():
-                pass
+            async with aclosing(self.events()) as events:
+                async for _ in events:
+                    pass
         return self.stream.message
 
     async def aclose(self) -> None:

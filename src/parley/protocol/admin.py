@@ -8,9 +8,10 @@ them keep working.
 
 from __future__ import annotations
 
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 BucketWidth = Literal["1m", "1h", "1d"]
 ApiKeyStatus = Literal["active", "inactive", "archived"]
@@ -18,6 +19,29 @@ ApiKeyStatus = Literal["active", "inactive", "archived"]
 # is accepted and matches nothing.
 ApiKeyStatusFilter = Literal["active", "inactive", "archived", "expired"]
 UsageGroupBy = Literal["api_key_id", "workspace_id", "model", "service_tier", "context_window"]
+
+
+def _no_nul(value: str) -> str:
+    # Text columns (PostgreSQL's above all) cannot hold NUL; no name or id has one.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _in_utc_range(value: datetime) -> datetime:
+    # 0001-01-01T00:00:00+01:00 is a valid time that has no UTC form (year 0):
+    # refused, where it would otherwise overflow in the bucket arithmetic.
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("Input should be a datetime between years 1 and 9999 in UTC") from None
+
+
+# Sizes of the store's columns (store/schema.py): what does not fit is refused.
+KeyName = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_no_nul)]
+IdFilter = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+ModelFilter = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_no_nul)]
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc_range)]
 
 
 class ApiKeyCreatedBy(BaseModel):
@@ -58,7 +82,7 @@ class ApiKeyUpdateParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=500)
+    name: KeyName | None = None
     status: ApiKeyStatus | None = None
 
 
@@ -69,12 +93,12 @@ class ApiKeyListQuery(BaseModel):
 class MessagesUsageQuery(BaseModel):
     """Query of `GET /v1/organizations/usage_report/messages` (lists from `x[]` or `x`)."""
 
-    starting_at: AwareDatetime
-    ending_at: AwareDatetime | None = None
+    starting_at: UtcDatetime
+    ending_at: UtcDatetime | None = None
     bucket_width: BucketWidth = "1d"
     group_by: list[UsageGroupBy] = Field(default_factory=list)
-    api_key_ids: list[str] = Field(default_factory=list)
-    models: list[str] = Field(default_factory=list)
+    api_key_ids: list[IdFilter] = Field(default_factory=list)
+    models: list[ModelFilter] = Field(default_factory=list)
     limit: int | None = Field(default=None, ge=1)
     page: str | None = None
 

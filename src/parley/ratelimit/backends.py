@@ -5,7 +5,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
+from parley.core.outages import Outage
 from parley.ratelimit.buckets import Decision, Demand, decide, refill
+
+
+class BucketsUnavailable(Exception):
+    """The backend holding the buckets could not be reached in time."""
 
 
 class BucketBackend(ABC):
@@ -96,24 +101,48 @@ return 1
 
 class RedisBackend(BucketBackend):
     """Buckets in Redis, updated by Lua scripts so that N replicas enforce one limit.
-    A bucket untouched for two minutes is full again, so its key may expire."""
+    A bucket untouched for two minutes is full again, so its key may expire.
 
-    def __init__(self, url: str, prefix: str) -> None:
+    Every command has `timeout` seconds (to connect, and to answer); a Redis that is
+    down or does not answer raises BucketsUnavailable, and the outage is logged once
+    each way. Nothing here retries for long: a pooled connection that a restart
+    dropped is tried once more on a fresh one, and that is all."""
+
+    def __init__(self, url: str, prefix: str, *, timeout: float = 2.0) -> None:
         import redis.asyncio as redis  # only the Redis backend needs it
+        from redis.backoff import NoBackoff
+        from redis.exceptions import RedisError
+        from redis.retry import Retry
 
-        self._redis: Any = redis.from_url(url)
+        self._redis: Any = redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 1),
+        )
+        self._errors = (RedisError, OSError)
         self._prefix = prefix
         self._take = self._redis.register_script(_TAKE)
         self._give = self._redis.register_script(_GIVE)
+        self.outage = Outage("Redis (rate limits)")
 
     def _key(self, demand: Demand) -> str:
         return f"{self._prefix}:rl:{demand.key}"
+
+    async def _script(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        try:
+            reply = await script(keys=keys, args=args)
+        except self._errors as exc:
+            self.outage.failed(exc)
+            raise BucketsUnavailable(str(exc)) from exc
+        self.outage.recovered()
+        return reply
 
     async def take(self, demands: list[Demand], now: float) -> Decision:
         args: list[Any] = [repr(now)]
         for demand in demands:
             args += [demand.capacity, demand.amount]
-        reply = await self._take(keys=[self._key(d) for d in demands], args=args)
+        reply = await self._script(self._take, [self._key(d) for d in demands], args)
         levels = [float(v) for v in reply[1:]]  # exact, so `decide` agrees with Lua
         decision = decide(levels, demands, now)
         if decision.allowed != (reply[0] in (b"1", "1")):
@@ -121,7 +150,8 @@ class RedisBackend(BucketBackend):
         return decision
 
     async def give(self, demand: Demand, now: float) -> None:
-        await self._give(keys=[self._key(demand)], args=[repr(now), demand.capacity, demand.amount])
+        args = [repr(now), demand.capacity, demand.amount]
+        await self._script(self._give, [self._key(demand)], args)
 
     async def ping(self) -> None:
         await self._redis.ping()

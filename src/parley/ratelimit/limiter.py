@@ -7,6 +7,7 @@ Input tokens are charged at admission; output tokens are reserved from
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -16,8 +17,8 @@ from datetime import UTC, datetime
 from parley.config import Settings
 from parley.core.calendar import month_start, next_month_start, rfc3339_ceil
 from parley.core.records import ApiKey
-from parley.errors import RateLimitError
-from parley.ratelimit.backends import BucketBackend
+from parley.errors import RateLimitError, ServiceUnavailableError
+from parley.ratelimit.backends import BucketBackend, BucketsUnavailable
 from parley.ratelimit.buckets import Decision, Demand, Reading
 
 Clock = Callable[[], float]
@@ -84,6 +85,23 @@ class RateLimiter:
         """Raise when the bucket backend cannot be reached."""
         await self._backend.ping()
 
+    async def _take(self, demands: list[Demand]) -> Decision | None:
+        """The backend's decision; None when it is down and the policy is to admit
+        (`redis_down = "open"`). Closed (the default) refuses with a retryable 503:
+        limits are never exceeded, and clients retry once Redis is back."""
+        try:
+            return await self._backend.take(demands, self._clock())
+        except BucketsUnavailable:
+            if self._settings.redis_down == "open":
+                return None
+            raise ServiceUnavailableError() from None
+
+    async def _give(self, demand: Demand, now: float) -> None:
+        # A reservation that cannot be given back while Redis is down is lost; the
+        # bucket refills by itself within the minute (the outage is logged once).
+        with contextlib.suppress(BucketsUnavailable):
+            await self._backend.give(demand, now)
+
     async def check_budget(self, key: ApiKey, model: str | None = None) -> None:
         """Refuse when this month's budget is spent. With `model`, the refusal carries
         the current `anthropic-ratelimit-*` readings like every other answer (§15)."""
@@ -99,8 +117,9 @@ class RateLimiter:
         headers: dict[str, str] = {}
         if model is not None:
             names, demands = self._message_demands(key, model, 0, 0, 0)
-            readings = (await self._backend.take(demands, self._clock())).readings
-            headers = ratelimit_headers(names, readings)
+            decision = await self._take(demands)
+            if decision is not None:
+                headers = ratelimit_headers(names, decision.readings)
         # Waiting a minute will not help: x-should-retry false and no retry-after, so
         # SDKs do not retry in vain (api-spec §15, api-version §19.8).
         raise RateLimitError(
@@ -127,7 +146,9 @@ class RateLimiter:
         self, key: ApiKey, model: str, input_tokens: int, max_tokens: int
     ) -> Admission:
         names, demands = self._message_demands(key, model, input_tokens, max_tokens, 1)
-        decision = await self._backend.take(demands, self._clock())
+        decision = await self._take(demands)
+        if decision is None:
+            return Admission({})  # nothing taken, nothing to give back
         headers = ratelimit_headers(names, decision.readings)
         if not decision.allowed:
             raise self._refusal(key, model, names, demands, decision, headers)
@@ -140,7 +161,9 @@ class RateLimiter:
         demands[0] = Demand(
             f"{key.id}:count_tokens:requests", tier.count_tokens_requests_per_minute, 1
         )
-        decision = await self._backend.take(demands, self._clock())
+        decision = await self._take(demands)
+        if decision is None:
+            return {}
         headers = ratelimit_headers(names, decision.readings)
         if not decision.allowed:
             raise self._refusal(key, model, names, demands, decision, headers, counting=True)
@@ -154,7 +177,7 @@ class RateLimiter:
         reserved = admission.taken[-1]
         unused = reserved.amount - output_tokens
         if unused > 0:
-            await self._backend.give(Demand(reserved.key, reserved.capacity, unused), self._clock())
+            await self._give(Demand(reserved.key, reserved.capacity, unused), self._clock())
 
     async def refund(self, admission: Admission) -> None:
         """Give back everything: the request was admitted but never ran (its engine
@@ -165,7 +188,7 @@ class RateLimiter:
         now = self._clock()
         for demand in admission.taken:
             if demand.amount > 0:
-                await self._backend.give(demand, now)
+                await self._give(demand, now)
 
     def _refusal(
         self,

@@ -14,7 +14,9 @@ from parley.errors import (
     InvalidRequestError,
     MethodNotAllowedError,
     NotFoundError,
+    ServiceUnavailableError,
 )
+from parley.store import database
 
 log = logging.getLogger(__name__)
 
@@ -55,5 +57,10 @@ async def handle_client_disconnect(request: Request, exc: Exception) -> Response
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    if database.unavailable(exc):
+        # Logged once per outage, not per request; the client retries (here or on
+        # another replica) and succeeds once the database is back.
+        database.OUTAGE.failed(exc)
+        return error_response(ServiceUnavailableError(), _request_id(request))
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(InternalServerError("Internal server error"), _request_id(request))

@@ -14,6 +14,7 @@ from parley.core.versions import APIVersion, parse_version
 from parley.errors import (
     TOO_LARGE,
     AuthenticationError,
+    OverloadedError,
     PermissionDeniedError,
     RequestTooLargeError,
 )
@@ -90,17 +91,24 @@ async def read_body(request: Request) -> bytes:
 
 async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     """Run `work`, cancelling it if the client goes away first (the body is already
-    read, so the next ASGI message can only be the disconnect)."""
+    read, so the next ASGI message can only be the disconnect), or when a drain's
+    deadline passes (then the client gets a 529 to retry elsewhere)."""
     task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(_wait_disconnect(request))
+    cut = asyncio.ensure_future(services(request).lifecycle.cut.wait())
     try:
-        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({task, watcher, cut}, return_when=asyncio.FIRST_COMPLETED)
         if task in done:
             return task.result()
         task.cancel()
+        # Cancelled work settles its usage on the way out; wait for that.
+        await asyncio.wait({task})
+        if cut in done:
+            raise OverloadedError()
         raise ClientDisconnect()
     finally:
         watcher.cancel()
+        cut.cancel()
         if not task.done():
             task.cancel()
 

@@ -9,8 +9,8 @@ recorder. They share the store; rate limits are shared only through Redis
 (`redis_url`), otherwise each worker keeps buckets of its own.
 
 The parent says "ready" once every worker accepts requests, restarts a worker that
-dies, and on SIGTERM or SIGINT passes SIGTERM on and waits for the workers to
-finish their requests.
+dies, and on SIGTERM or SIGINT passes SIGTERM on: each worker drains (server/serve.py) and
+the parent waits for them.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from multiprocessing.queues import Queue
 from types import FrameType
 
 from parley.config import Settings
-from parley.server.serve import bootstrap_key, print_bootstrap_key, serve, setup_logging
+from parley.server.serve import CUT_GRACE, bootstrap_key, print_bootstrap_key, serve, setup_logging
 from parley.services import Services
 
 log = logging.getLogger("parley")
@@ -36,8 +36,6 @@ log = logging.getLogger("parley")
 _CONTEXT = multiprocessing.get_context("spawn")
 # A worker that dies this soon after starting is not restarted in a loop.
 _MIN_LIFETIME = 10.0
-# Seconds the workers get to stop after SIGTERM before they are killed.
-_STOP_GRACE = 30.0
 
 
 def bind(settings: Settings) -> socket.socket:
@@ -127,7 +125,8 @@ class _Supervisor:
             if process.is_alive() and process.pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     process.terminate()  # SIGTERM: a graceful stop
-        deadline = time.monotonic() + _STOP_GRACE
+        # Each worker drains for up to drain_timeout, then cuts what is left.
+        deadline = time.monotonic() + self._settings.drain_timeout + CUT_GRACE + 5.0
         for process, _ in self._workers.values():
             process.join(max(0.0, deadline - time.monotonic()))
             if process.is_alive():
@@ -137,16 +136,12 @@ class _Supervisor:
 
 def _worker(settings: Settings, sock: socket.socket, ready: Queue[int], index: int) -> None:
     setup_logging(settings)
-    # The parent passes SIGINT on as SIGTERM; a terminal's Ctrl-C reaches the whole
-    # process group, and the parent decides.
+    # The parent passes SIGINT on as SIGTERM (a drain); a terminal's Ctrl-C reaches the
+    # whole process group, and the parent decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # uvicorn stops gracefully on SIGTERM, then raises it again with the handler found
-    # before it started: this one lets the services close (and write usage) after it.
-    signal.signal(signal.SIGTERM, lambda signum, frame: None)
 
     def announce(url: str, svc: Services) -> None:
         log.info("worker %d ready", index)
         ready.put(index)
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(settings, announce, sock))
+    asyncio.run(serve(settings, announce, sock, signals=(signal.SIGTERM,)))

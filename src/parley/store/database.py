@@ -11,8 +11,11 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from parley.core.outages import Outage
 
 # What the stores are built on; named so that their callers need not import SQLAlchemy.
 Database = AsyncEngine
@@ -21,6 +24,19 @@ log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Any constant works; replicas starting at once take turns to migrate.
 _MIGRATION_LOCK = 7_242_033_901
+
+# Logs the database's outages, one line each way (a connection checked out means the
+# database answered its pre-ping: it is back).
+OUTAGE = Outage("the database")
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says that the database could not be reached or did not answer in
+    time (refused, reset, timed out, pool exhausted), rather than a bug or bad data."""
+    if isinstance(exc, OSError | PoolTimeout | OperationalError | InterfaceError):
+        # OSError covers refused and reset connections and asyncpg's timeouts.
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def async_url(url: str) -> str:
@@ -71,14 +87,23 @@ async def _use_wal(engine: AsyncEngine) -> None:
     log.warning("SQLite stays in its default journal mode: the file is busy")
 
 
+def _checked_out(*_: Any) -> None:
+    OUTAGE.recovered()
+
+
 class DatabaseUnavailable(Exception):
     """The database could not be opened. The message names the server's complaint,
     never the URL, which may hold a password."""
 
 
-async def open_database(url: str) -> AsyncEngine:
+async def open_database(
+    url: str, *, connect_timeout: float = 5.0, statement_timeout: float = 10.0
+) -> AsyncEngine:
+    """`connect_timeout`: seconds to open a connection to a database server;
+    `statement_timeout`: seconds to wait for a pooled connection, and for any one
+    statement."""
     try:
-        return await _open(url)
+        return await _open(url, connect_timeout, statement_timeout)
     except (OSError, SQLAlchemyError) as exc:
         raise DatabaseUnavailable(str(exc)) from exc
 
@@ -89,14 +114,23 @@ async def ping(engine: AsyncEngine) -> None:
         await conn.execute(text("SELECT 1"))
 
 
-async def _open(url: str) -> AsyncEngine:
+async def _open(url: str, connect_timeout: float, statement_timeout: float) -> AsyncEngine:
     parsed = make_url(async_url(url))
     if parsed.drivername.startswith("sqlite") and parsed.database:
         await asyncio.to_thread(Path(parsed.database).parent.mkdir, parents=True, exist_ok=True)
     # A ping before each checkout finds PostgreSQL connections dropped by a restart or a
     # proxy; a SQLite file cannot drop them, and the ping cost a few ms per request.
     sqlite_file = parsed.drivername.startswith("sqlite")
-    engine = create_async_engine(parsed, pool_pre_ping=not sqlite_file)
+    options: dict[str, Any] = {}
+    if parsed.drivername.endswith("asyncpg"):
+        # Without these a black-holed server holds every request for minutes.
+        options["connect_args"] = {
+            "timeout": connect_timeout,
+            "command_timeout": statement_timeout,
+        }
+        options["pool_timeout"] = statement_timeout
+    engine = create_async_engine(parsed, pool_pre_ping=not sqlite_file, **options)
+    event.listen(engine.sync_engine, "checkout", _checked_out)
     if sqlite_file:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         await _use_wal(engine)

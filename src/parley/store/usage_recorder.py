@@ -4,7 +4,11 @@ A request's usage is recorded without waiting for the database: it is added to
 its key's (model, minute) totals here, and a background task writes what has
 gathered every `interval` seconds, and once more at shutdown. A crash loses at
 most one interval. A write that fails (the database is down) keeps its totals
-for the next one, so nothing owed is dropped while the store is away.
+for the next one, so nothing owed is dropped while the store is away, within a
+bound: at most `max_held` (key, model, minute) totals are held (about 300 bytes
+each). Past it, usage of a slot already held is still added up, and usage that
+would need a new slot is dropped and counted (`dropped`, logged once per outage).
+A store still down at shutdown loses what is held then (logged with the totals).
 """
 
 from __future__ import annotations
@@ -45,16 +49,28 @@ def _tokens(record: UsageRecord) -> int:
 
 
 class UsageRecorder:
-    def __init__(self, store: UsageStore, interval: float) -> None:
+    def __init__(self, store: UsageStore, interval: float, max_held: int = 100_000) -> None:
         self.store = store
         self._interval = interval
+        self._max_held = max_held
         self._pending: dict[_Slot, UsageRecord] = {}
         self._task: asyncio.Task[None] | None = None
         self._failing = False
+        self.dropped = 0  # requests whose usage could not be held
+
+    @property
+    def held(self) -> int:
+        """(key, model, minute) totals waiting to be written."""
+        return len(self._pending)
 
     def record(self, record: UsageRecord) -> None:
         slot = (record.key_id, record.model, minute_of(record.at))
         held = self._pending.get(slot)
+        if held is None and len(self._pending) >= self._max_held:
+            if not self.dropped:
+                log.error("usage held for the store is at its bound (%d); dropping", self._max_held)
+            self.dropped += record.requests
+            return
         self._pending[slot] = _add(held, record) if held is not None else record
 
     async def tokens_since(self, key_id: str, since: datetime) -> int:
@@ -102,4 +118,12 @@ class UsageRecorder:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self.flush()
+        try:
+            await self.flush()
+        except Exception as exc:
+            requests = sum(r.requests for r in self._pending.values())
+            log.error(
+                "usage of %d requests could not be written at shutdown and is lost: %s",
+                requests,
+                exc,
+            )

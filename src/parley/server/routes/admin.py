@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 
 from parley.core.bodies import parse_params
 from parley.core.calendar import rfc3339
+from parley.core.ids import id_shaped
 from parley.core.pagination import paginate, parse_limit
 from parley.core.records import ApiKey
 from parley.core.usage_report import bucket_rows, decode_page, report_page, report_window
@@ -87,6 +88,8 @@ async def update_api_key(request: Request) -> Response:
     _, version = await authenticate(request, admin=True)
     key_id = request.path_params["api_key_id"]
     params = parse_params(await read_body(request), ApiKeyUpdateParams, version)
+    if not id_shaped(key_id):
+        raise _not_found(key_id)
     try:
         key = await services(request).keys.update(key_id, name=params.name, status=params.status)
     except KeyNotFound:
@@ -137,6 +140,8 @@ async def messages_usage_report(request: Request) -> Response:
 
 
 async def _get_key(request: Request, key_id: str) -> ApiKey:
+    if not id_shaped(key_id):
+        raise _not_found(key_id)
     try:
         return await services(request).keys.store.get(key_id)
     except KeyNotFound:

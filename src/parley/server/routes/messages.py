@@ -40,7 +40,7 @@ async def create_message(request: Request) -> Response:
         # Stream or not is decided by the body alone; the SDKs send
         # `Accept: application/json` either way (api-spec §1).
         return StreamingResponse(
-            _sse(with_pings(run.events(), svc.settings.ping_interval)),
+            _sse(with_pings(run.events(), svc.settings.ping_interval, svc.lifecycle.cut)),
             media_type="text/event-stream; charset=utf-8",
             headers={**SSE_HEADERS, **run.headers},
             # A client gone before the body started leaves the run unread: it is

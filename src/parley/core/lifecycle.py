@@ -1,0 +1,54 @@
+"""Where a serving process is in its life: serving, draining, or past its drain deadline.
+
+A drain (SIGTERM) lets work in flight finish while new requests are turned away with
+a retryable 529; at the deadline, work still running is cut, each piece in the way its
+client can understand (a stream ends with an `error` event, a plain request gets the
+529), and settled as usual. Readiness probes read `draining`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class Lifecycle:
+    def __init__(self) -> None:
+        self._draining = False
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        # Set at the drain deadline: whatever still runs ends now.
+        self.cut = asyncio.Event()
+
+    @property
+    def draining(self) -> bool:
+        """True from the start of a drain on: not ready for new work."""
+        return self._draining
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def start_draining(self) -> None:
+        self._draining = True
+
+    def cut_now(self) -> None:
+        self._draining = True
+        self.cut.set()
+
+    @contextmanager
+    def track(self) -> Iterator[None]:
+        """Count one request (its whole response, a stream's included) as in flight."""
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
