@@ -138,7 +138,11 @@ def test_thread_turns_see_the_whole_conversation(
     # The same turn sent raw as a continue of a reply already continued is refused.
     again = httpx.post(
         f"{model_server.base_url}/v1/messages",
-        headers={"x-api-key": model_server.api_key, "anthropic-version": "2023-06-01"},
+        headers={
+            "x-api-key": model_server.api_key,
+            "anthropic-version": "2023-06-01",
+            "anthropic-beta": "message-threads-2026-08-12",
+        },
         json={
             "model": MODEL,
             "max_tokens": 5,

@@ -236,7 +236,11 @@ def test_a_reply_continued_elsewhere_is_replayed_whole(
     first = thread.send({"role": "user", "content": "one"})
     elsewhere = httpx.post(
         f"{scripted_server.base_url}/v1/messages",
-        headers={"x-api-key": scripted_server.api_key, "anthropic-version": "2023-06-01"},
+        headers={
+            "x-api-key": scripted_server.api_key,
+            "anthropic-version": "2023-06-01",
+            "anthropic-beta": "message-threads-2026-08-12",
+        },
         json={
             "model": MODEL,
             "max_tokens": 20,
@@ -342,7 +346,11 @@ def test_a_stream_cut_off_by_the_client_keeps_nothing(scripted_server: ParleyPro
     """The server holds the whole reply or none of it (message-threads doc §1.3): a
     turn whose client went away before `message_stop` is not kept, and the reply it
     continued may be continued again once the server has noticed."""
-    headers = {"x-api-key": scripted_server.api_key, "anthropic-version": "2023-06-01"}
+    headers = {
+        "x-api-key": scripted_server.api_key,
+        "anthropic-version": "2023-06-01",
+        "anthropic-beta": BETA,
+    }
     url = f"{scripted_server.base_url}/v1/messages"
 
     def body(text: str, thread: dict[str, Any], **extra: Any) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from tests.serverproc import ParleyProcess
 
 pytestmark = pytest.mark.e2e
 
-DRAIN = 3.0
+DRAIN = 6.0
 CONFIG = f"""
 drain_timeout = {DRAIN}
 queue_size = 40
