@@ -1,7 +1,7 @@
 """Side by side: the gateway path. An instant fake upstream called directly, through
 Parley and through LiteLLM's proxy.
 
-Starts the scripted OpenAI-compatible server from tests/upstream/fake_openai.py (it
+Starts the scripted OpenAI-compatible server from tests/engines/upstream/fake_openai.py (it
 answers at once: a nine-word reply, no delay between chunks), a `parley serve` whose
 one model has that server as its `openai` backend, and LiteLLM's proxy (installed by
 `make peer-litellm` into .peers/litellm; `hosted_vllm/<model>` on the same server, one
@@ -44,8 +44,8 @@ from bench.peers import (  # noqa: E402
     machine,
     rotations,
 )
+from tests.engines.upstream.procs import FakeUpstreamProcess  # noqa: E402
 from tests.serverproc import ParleyProcess  # noqa: E402
-from tests.upstream.procs import FakeUpstreamProcess  # noqa: E402
 
 MODEL = "bench-up"
 PROMPT = "say: The quick brown fox jumps over the lazy dog."

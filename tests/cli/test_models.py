@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.cli.conftest import parley as run_parley
-from tests.upstream.conftest import Fake
-from tests.upstream.fake_openai import FakeState, serving
+from tests.engines.upstream.conftest import Fake
+from tests.engines.upstream.fake_openai import FakeState, serving
 
 SECRET = "sk-upstream-never-shown"
 

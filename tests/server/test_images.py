@@ -17,9 +17,9 @@ from starlette.routing import Route
 from parley.config import ModelConfig
 from parley.services import Services
 from tests.conftest import SCRIPTED_MODEL, running_app, scripted_settings
+from tests.engines.upstream.fake_openai import serve_asgi
 from tests.images import gif, image_block, jpeg, png
 from tests.server.test_validation import assert_error
-from tests.upstream.fake_openai import serve_asgi
 
 VISION = "vision-1"
 

@@ -17,8 +17,8 @@ from parley.config import ModelConfig, Tier
 from parley.server.app import create_app
 from parley.services import start_services
 from tests.conftest import SCRIPTED_MODEL, old_sdk_headers, running_app, scripted_settings
+from tests.engines.upstream.fake_openai import FakeState, serve_asgi, serving
 from tests.telemetry.scrape import Scrape, scrape
-from tests.upstream.fake_openai import FakeState, serve_asgi, serving
 
 MESSAGES = "/v1/messages"
 

@@ -15,9 +15,9 @@ import pytest
 
 from parley.engines.openai_compat import OpenAICompatEngine
 from tests.conftest import running_app
-from tests.upstream.compat_rows import Check, Row, row_checks
-from tests.upstream.conftest import openai_model, upstream_settings
-from tests.upstream.servers import llama_server
+from tests.engines.upstream.compat_rows import Check, Row, row_checks
+from tests.engines.upstream.conftest import openai_model, upstream_settings
+from tests.engines.upstream.servers import llama_server
 
 pytestmark = [pytest.mark.model, pytest.mark.e2e]
 

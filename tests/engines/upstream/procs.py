@@ -1,4 +1,4 @@
-"""Fake upstream processes (tests/upstream/fake_openai.py), for tests that kill one."""
+"""Fake upstream processes (tests/engines/upstream/fake_openai.py), for tests that kill one."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 _LISTENING = re.compile(r"listening on (http://\S+)")
 
 
@@ -23,7 +23,7 @@ class FakeUpstreamProcess:
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> FakeUpstreamProcess:
-        args = [sys.executable, "-m", "tests.upstream.fake_openai", "--name", self.name]
+        args = [sys.executable, "-m", "tests.engines.upstream.fake_openai", "--name", self.name]
         args += ["--token-delay", str(self.token_delay)]
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)

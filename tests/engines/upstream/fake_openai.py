@@ -12,7 +12,7 @@ The last user message steers it, one directive a line:
 - ``finish: REASON``: end with this finish_reason (default ``stop``).
 - ``usage: off``: send no usage chunk.
 
-Run as a process: ``python -m tests.upstream.fake_openai [--port P] [--token-delay S]
+Run as a process: ``python -m tests.engines.upstream.fake_openai [--port P] [--token-delay S]
 [--name NAME]``; it prints ``fake upstream listening on URL`` once it serves.
 """
 

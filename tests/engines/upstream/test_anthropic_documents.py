@@ -15,8 +15,8 @@ import pytest
 
 from parley.config import ModelConfig
 from tests.conftest import running_app, scripted_settings
+from tests.engines.upstream.fake_anthropic import AnthropicState, serving_anthropic
 from tests.pdfs import pdf_bytes
-from tests.upstream.fake_anthropic import AnthropicState, serving_anthropic
 
 PDF = pdf_bytes("The treaty was signed in 1648.", "Second page.")
 

@@ -16,7 +16,7 @@ from parley.config import ModelConfig, Settings
 from parley.server.app import create_app
 from parley.services import Services, start_services
 from tests.conftest import old_sdk_headers, scripted_settings
-from tests.upstream.fake_openai import FakeState, serve_asgi, serving
+from tests.engines.upstream.fake_openai import FakeState, serve_asgi, serving
 
 UPSTREAM_MODEL = "up-1"
 

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.upstream.conftest import UPSTREAM_MODEL, error_of, names, sse
+from tests.engines.upstream.conftest import UPSTREAM_MODEL, error_of, names, sse
 
 STORY = "Write a long story about a lighthouse keeper."
 WEATHER = {

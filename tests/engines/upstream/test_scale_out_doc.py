@@ -11,7 +11,7 @@ from parley.config import AnthropicBackendConfig, OpenAIBackendConfig, load_sett
 from parley.engines.registry import ModelRegistry
 from parley.engines.routing import RoutedEngine
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "scale-out.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "scale-out.md"
 
 
 def example_config() -> str:

@@ -1,7 +1,7 @@
 """A fake OpenAI-compatible server that replays recorded exchanges of a real one (vLLM,
 SGLang, Ollama), and checks that the request Parley sends is the one recorded.
 
-A fixture file (tests/upstream/fixtures/SERVER.json) holds what the server answers
+A fixture file (tests/engines/upstream/fixtures/SERVER.json) holds what the server answers
 on its discovery endpoints (`models`, and `version` for Ollama's `/api/version`)
 and named `exchanges`: the request Parley must send (`path`, and `body`, matched as
 below) and the server's documented answer (`status` with `chunks` streamed as SSE,
@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.upstream.fake_openai import serve_asgi
+from tests.engines.upstream.fake_openai import serve_asgi
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

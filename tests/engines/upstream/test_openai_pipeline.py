@@ -13,8 +13,7 @@ import pytest
 
 from parley.config import Tier
 from tests.conftest import running_app
-from tests.images import png
-from tests.upstream.conftest import (
+from tests.engines.upstream.conftest import (
     UPSTREAM_MODEL,
     Fake,
     error_of,
@@ -25,6 +24,7 @@ from tests.upstream.conftest import (
     sse,
     upstream_settings,
 )
+from tests.images import png
 
 
 async def eventually(condition: Callable[[], bool]) -> None:

@@ -1,5 +1,5 @@
 """Compatibility rows for vLLM, SGLang and Ollama, from recorded exchanges of their
-documented behaviour (tests/upstream/fixtures/, replayed by tests/upstream/replay.py).
+documented behaviour (fixtures/ beside this file, replayed by replay.py).
 
 Each column sends one Messages request through Parley, checks that the request
 Parley sent upstream is the recorded one for that server (its tool turns, how it
@@ -20,9 +20,9 @@ import pytest
 
 from parley.engines.openai_compat import OpenAICompatEngine
 from tests.conftest import running_app
-from tests.upstream.compat_rows import CLOCK, PNG, WEATHER, body
-from tests.upstream.conftest import error_of, names, openai_model, sse, upstream_settings
-from tests.upstream.replay import Replay, replaying
+from tests.engines.upstream.compat_rows import CLOCK, PNG, WEATHER, body
+from tests.engines.upstream.conftest import error_of, names, openai_model, sse, upstream_settings
+from tests.engines.upstream.replay import Replay, replaying
 
 SERVERS = ["vllm", "sglang", "ollama"]
 CALL_ID = "toolu_01A09q90qw90lq917835lq9"

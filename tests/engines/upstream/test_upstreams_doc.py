@@ -7,7 +7,7 @@ from pathlib import Path
 
 from parley.engines.openai_flavors import FLAVORS, Flavor
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "upstreams.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "upstreams.md"
 
 
 def doc_rows() -> dict[str, list[str]]:
@@ -52,5 +52,5 @@ def test_the_flavor_table_matches_the_code() -> None:
 
 def test_the_matrix_names_tests_that_exist() -> None:
     root = DOC.parents[1]
-    for path in re.findall(r"`(tests/upstream/[\w/*.]+)`", DOC.read_text()):
+    for path in re.findall(r"`(tests/engines/upstream/[\w/*.]+)`", DOC.read_text()):
         assert list(root.glob(path)), path

@@ -17,8 +17,8 @@ import pytest
 
 from parley.config import ModelConfig
 from tests.conftest import running_app
+from tests.engines.upstream.conftest import error_of, live_parley, names, sse, upstream_settings
 from tests.serverproc import ParleyProcess
-from tests.upstream.conftest import error_of, live_parley, names, sse, upstream_settings
 
 pytestmark = pytest.mark.e2e
 

@@ -23,7 +23,7 @@ import pytest
 
 from parley.engines.llamacpp import bundled_model_path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 LLAMA_SERVER_DEFAULT = ROOT / ".peers" / "llama-server" / "bin" / "llama-server"
 # The servers' own context: small, so that a long prompt overflows it for real.
 SERVER_CONTEXT = 2048

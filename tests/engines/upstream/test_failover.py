@@ -15,8 +15,13 @@ import httpx
 import pytest
 
 from parley.engines.routing import RoutedEngine
-from tests.upstream.conftest import UPSTREAM_MODEL, live_parley, openai_model, upstream_settings
-from tests.upstream.procs import FakeUpstreamProcess
+from tests.engines.upstream.conftest import (
+    UPSTREAM_MODEL,
+    live_parley,
+    openai_model,
+    upstream_settings,
+)
+from tests.engines.upstream.procs import FakeUpstreamProcess
 
 pytestmark = pytest.mark.e2e
 

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.upstream.fake_openai import serve_asgi
+from tests.engines.upstream.fake_openai import serve_asgi
 
 
 @dataclass

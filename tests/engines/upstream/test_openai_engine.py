@@ -1,4 +1,4 @@
-"""The OpenAI-compatible engine against a scripted upstream (tests/upstream/fake_openai.py)."""
+"""The OpenAI-compatible engine against a scripted upstream (fake_openai.py beside this)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from parley.errors import (
     OverloadedError,
     RateLimitError,
 )
-from tests.upstream.conftest import Fake
+from tests.engines.upstream.conftest import Fake
 
 
 def request(text: str, *turns: Turn, **fields: Any) -> GenerationRequest:

@@ -17,8 +17,8 @@ from starlette.routing import Route
 
 from parley.config import ModelConfig
 from tests.conftest import running_app
-from tests.upstream.conftest import sse, upstream_settings
-from tests.upstream.fake_openai import serve_asgi
+from tests.engines.upstream.conftest import sse, upstream_settings
+from tests.engines.upstream.fake_openai import serve_asgi
 
 USAGE = {
     "input_tokens": 21,
