@@ -16,8 +16,10 @@ LLAMA_STAMP := .wheels/llama-cpp-python-$(LLAMA_VERSION).built
 # The oldest-generation SDK the end-to-end tests also drive (anthropic-version 2023-06-01).
 SDK0_VERSION := 0.121.0
 
-# Peers for the side-by-side benchmarks (bench/README.md), built on demand into .peers/
-# (ignored) by the bench targets only, never by `install` or `test`.
+# Peers, built on demand into .peers/ (ignored): llama-server for the side-by-side engine
+# benchmark and for the compatibility tests that run Parley in front of it
+# (docs/upstreams.md), so `make test` builds it too; LiteLLM for the gateway benchmark
+# only. `make run` needs neither.
 PEERS := .peers
 # llama.cpp's llama-server, from the llama.cpp that llama-cpp-python vendors, with the
 # wheel's CPU flags: the same kernels on both sides. The stamp's name carries the version
@@ -84,7 +86,7 @@ $(CLAUDE_CODE_DIR)/node_modules/.installed: $(CLAUDE_CODE_DIR)/package.json \
 run: install
 	$(BIN)/parley serve
 
-test: install
+test: install $(LLAMA_SERVER_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy src
