@@ -1,0 +1,432 @@
+"""Continuous batching: one llama.cpp context serving many sequences from one thread.
+
+`BatchLoop` owns the model, one context with `sequences` KV streams and the
+engine thread. Each step, as llama-server does it:
+
+1. retire cancelled sequences (their KV is cleared, the handle hears `Done`);
+2. admit waiting jobs on the lowest free sequence ids, restoring cached prefixes;
+3. fill one batch, in sequence-id order: each generating sequence's last token,
+   then prompt chunks up to the step's token budget, cut at cache breakpoints
+   (a long prompt is read over several steps and never stalls the streams);
+4. decode it with one `llama_decode`;
+5. sample each sequence that got logits with its own sampler chain, snapshot
+   prompts that reached a breakpoint, retire finished sequences;
+6. hand the step's events to the asyncio loop in one `call_soon_threadsafe`.
+
+The context is built for determinism ("stream mode"): a KV stream per sequence
+(`kv_unified=false`) and flash attention off, so a sequence's cells sit in
+position order whatever else runs, and (with a llama.cpp built with
+GGML_LLAMAFILE=OFF) every row is computed by the same kernels in the same order
+whatever the batch shape. See tests/engines/test_llamacpp_determinism.py.
+
+Only the loop's sequences are its business: the caller decides how many jobs to
+submit (the engine's SlotPool holds `sequences` tickets, which keeps the 529
+queue and the batch-priority rules). A job's final event arrives after its
+sequence was cleared, so the caller returns its ticket then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import llama_cpp
+import numpy as np
+
+from parley.engines.llamacpp_batch import TokenBatch
+from parley.engines.llamacpp_cache import CacheLease, PromptCache, RestorePlan, Tokens, as_tokens
+from parley.engines.llamacpp_jobs import (
+    Admitted,
+    Breakpoint,
+    Done,
+    Failed,
+    Job,
+    LoopEvent,
+    TokenOut,
+)
+from parley.engines.llamacpp_model import LlamaModel
+from parley.engines.llamacpp_sampling import GrammarError, SequenceSampler
+from parley.engines.llamacpp_sequence import ActiveSequence, JobHandle
+
+log = logging.getLogger(__name__)
+
+_U8P = ctypes.POINTER(ctypes.c_uint8)
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One `llama_decode`: (sequence id, tokens) per sequence in the batch."""
+
+    seqs: tuple[tuple[int, int], ...]
+    seconds: float
+
+
+class BatchLoop:
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        sequences: int = 8,
+        context_per_sequence: int = 4096,
+        threads: int = 2,
+        step_tokens: int = 256,
+        cache_bytes: int = 512 << 20,
+        record_steps: int = 512,
+    ) -> None:
+        if step_tokens < sequences:
+            raise ValueError("step_tokens must leave room for one token per sequence")
+        self._path = model_path
+        self.sequences = sequences
+        self._requested_ctx = context_per_sequence
+        self._threads = threads
+        self._step_tokens = step_tokens
+        self.cache = PromptCache(cache_bytes)
+        self.steps: deque[StepRecord] = deque(maxlen=record_steps)
+        self.model: LlamaModel | None = None
+        self.context_per_sequence = 0
+        self._ctx: object = None
+        self._mem: object = None
+        self._batch: TokenBatch | None = None
+        self._cond = threading.Condition()
+        self._inbox: list[JobHandle] = []
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        # Engine-thread state.
+        self._waiting: deque[JobHandle] = deque()
+        self._active: dict[int, ActiveSequence] = {}
+        self._free = set(range(sequences))
+        self._admitted = 0
+        self._out: dict[JobHandle, list[LoopEvent]] = {}
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load the model and start the engine thread (blocking: call it off the loop)."""
+        self.model = model = LlamaModel(self._path)
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = self._requested_ctx * self.sequences
+        params.n_batch = params.n_ubatch = self._step_tokens
+        params.n_seq_max = self.sequences
+        params.n_threads = params.n_threads_batch = self._threads
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        params.kv_unified = False
+        params.no_perf = True
+        self._ctx = llama_cpp.llama_init_from_model(model.ptr, params)
+        if not self._ctx:
+            model.close()
+            raise RuntimeError("llama.cpp could not create a context")
+        self._mem = llama_cpp.llama_get_memory(self._ctx)
+        # Rounded up to a multiple of 256 per sequence by llama.cpp.
+        self.context_per_sequence = int(llama_cpp.llama_n_ctx_seq(self._ctx))
+        self._batch = TokenBatch(self._step_tokens)
+        self._thread = threading.Thread(target=self._run, name="llama-batch-loop", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._ctx:
+            llama_cpp.llama_free(self._ctx)
+            self._ctx = None
+        if self.model is not None:
+            self.model.close()
+            self.model = None
+
+    # --- the event loop's side ------------------------------------------------------
+
+    def lookup(self, scope: str, tokens: Sequence[int]) -> CacheLease:
+        """How many prompt tokens a marked cache entry will supply, pinned until the
+        job carrying this lease is admitted (or `lease.release()`)."""
+        if not self.cache.enabled:
+            return CacheLease(None, scope, 0)
+        return self.cache.lookup(scope, tokens)
+
+    def submit(self, job: Job) -> JobHandle:
+        """Queue a job; its events go to `job.on_events` on the running asyncio loop."""
+        handle = JobHandle(job, asyncio.get_running_loop(), self._wake)
+        with self._cond:
+            if self._closing or self._thread is None:
+                raise RuntimeError("the batch loop is not running")
+            self._inbox.append(handle)
+            self._cond.notify()
+        return handle
+
+    @property
+    def bit_exact(self) -> bool:
+        """Whether greedy output is independent of batching and cache reuse here:
+        llamafile's sgemm computes multi-column matmuls in another order than the
+        one-column kernel, so a build with it cannot promise that."""
+        info = llama_cpp.llama_print_system_info().decode("utf-8", errors="replace")
+        return "LLAMAFILE = 1" not in info
+
+    @property
+    def occupancy(self) -> tuple[int, int]:
+        """(sequences in use, jobs waiting for one), as last seen by the engine thread."""
+        return len(self._active), len(self._waiting) + len(self._inbox)
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify()
+
+    # --- the engine thread ----------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while not (self._inbox or self._active or self._waiting or self._closing):
+                        self._cond.wait()
+                    self._waiting.extend(self._inbox)
+                    self._inbox.clear()
+                    closing = self._closing
+                if closing:
+                    self._fail_all("the engine is shutting down")
+                    return
+                self._step()
+                self._flush()
+        except BaseException:
+            log.exception("the batch loop failed")
+            self._fail_all("the engine failed")
+            raise
+        finally:
+            self._flush()
+
+    def _step(self) -> None:
+        for s in [s for s in self._active.values() if s.handle.cancelled]:
+            self._retire(s, Done("cancelled", s.generated))
+        self._admit()
+        scheduled = self._fill()
+        if not scheduled:
+            return
+        assert self._batch is not None
+        started = time.perf_counter()
+        rc = llama_cpp.llama_decode(self._ctx, self._batch.struct)
+        elapsed = time.perf_counter() - started
+        if rc != 0:
+            self._decode_failed(rc, scheduled)
+            return
+        self.steps.append(StepRecord(tuple((s.seq, s.chunk) for s in scheduled), elapsed))
+        for s in scheduled:
+            s.n_past += s.chunk
+            mark = s.reached_mark()
+            if mark is not None:
+                self._snapshot(s, mark)
+            if s.index >= 0:
+                self._sample(s)
+
+    def _admit(self) -> None:
+        while self._waiting and self._free:
+            handle = self._waiting.popleft()
+            job = handle.job
+            if handle.cancelled:
+                if job.lease is not None:
+                    job.lease.release()
+                self._finish(handle, Done("cancelled", 0))
+                continue
+            seq = min(self._free)
+            try:
+                s = self._begin(handle, seq)
+            except (GrammarError, ValueError) as exc:
+                llama_cpp.llama_memory_seq_rm(self._mem, seq, -1, -1)
+                self._finish(handle, Failed(str(exc)))
+                continue
+            finally:
+                if job.lease is not None:
+                    job.lease.release()
+            self._free.discard(seq)
+            self._active[seq] = s
+            handle.seq_id = seq
+            self._emit(handle, Admitted(seq, s.restored))
+
+    def _begin(self, handle: JobHandle, seq: int) -> ActiveSequence:
+        job = handle.job
+        assert self.model is not None
+        tokens = as_tokens(job.tokens)
+        if len(tokens) == 0:
+            raise ValueError("the prompt is empty")
+        if len(tokens) > self.context_per_sequence:
+            raise ValueError(
+                f"the prompt has {len(tokens)} tokens; a sequence holds {self.context_per_sequence}"
+            )
+        if job.max_tokens < 1:
+            raise ValueError("max_tokens must be at least 1")
+        sampler = SequenceSampler(self.model.vocab, self.model.n_vocab, job.sampling, job.grammar)
+        restored = 0
+        if job.reuse and job.cache_scope is not None and self.cache.enabled:
+            reported = job.lease.reported if job.lease is not None else 0
+            plan = self.cache.plan(job.cache_scope, tokens, job.breakpoints, reported)
+            if plan is not None:
+                restored = self._restore(seq, plan)
+                if restored < reported:
+                    log.error("cache restore gave %d tokens, %d were reported", restored, reported)
+        self._admitted += 1
+        return ActiveSequence(handle, seq, tokens, sampler, restored, self._admitted)
+
+    def _restore(self, seq: int, plan: RestorePlan) -> int:
+        state = plan.entry.state
+        if not llama_cpp.llama_state_seq_set_data(
+            self._ctx, state.ctypes.data_as(_U8P), state.nbytes, seq
+        ):
+            log.warning("restoring a cached prefix into sequence %d failed", seq)
+            llama_cpp.llama_memory_seq_rm(self._mem, seq, -1, -1)
+            return 0
+        if plan.length < len(plan.entry.tokens):
+            llama_cpp.llama_memory_seq_rm(self._mem, seq, plan.length, -1)
+        return plan.length
+
+    def _fill(self) -> list[ActiveSequence]:
+        assert self._batch is not None
+        batch = self._batch
+        batch.clear()
+        budget = self._step_tokens
+        chunks: dict[int, int] = {}
+        for s in list(self._active.values()):
+            if s.prompting:
+                continue
+            if s.n_past >= self.context_per_sequence:
+                self._retire(s, Done("context", s.generated))
+                continue
+            chunks[s.seq] = 1
+            budget -= 1
+        # Prompts are served oldest first; the batch itself goes in sequence order,
+        # since llama.cpp puts only consecutive sequence ids in one ubatch.
+        for s in sorted(self._active.values(), key=lambda s: s.order):
+            if s.prompting and budget > 0:
+                chunks[s.seq] = n = s.next_chunk(budget)
+                budget -= n
+        scheduled = []
+        for seq in sorted(chunks):
+            s = self._active[seq]
+            s.chunk = chunks[seq]
+            if s.prompting:
+                done = s.n_past + s.chunk == len(s.tokens)
+                last = batch.add(
+                    seq, s.tokens[s.n_past : s.n_past + s.chunk], s.n_past, logits=done
+                )
+                s.index = last if done else -1
+            else:
+                s.index = batch.add(seq, s.reply[-1:], s.n_past, logits=True)
+            scheduled.append(s)
+        return scheduled
+
+    def _sample(self, s: ActiveSequence) -> None:
+        assert self.model is not None
+        try:
+            token = s.sampler.sample(self._ctx, s.index)
+        except GrammarError as exc:
+            self._retire(s, Failed(str(exc), s.generated))
+            return
+        logits = None
+        if s.job.logits:
+            row = llama_cpp.llama_get_logits_ith(self._ctx, s.index)
+            logits = np.ctypeslib.as_array(row, shape=(self.model.n_vocab,)).copy()
+        s.generated += 1
+        if self.model.is_eog(token):
+            if logits is not None:
+                self._emit(s.handle, TokenOut(token, b"", logits))
+            self._retire(s, Done("eog", s.generated))
+            return
+        s.reply.append(token)
+        self._emit(s.handle, TokenOut(token, self.model.piece(token), logits))
+        if s.generated >= s.job.max_tokens:
+            self._retire(s, Done("max_tokens", s.generated))
+
+    def _snapshot(self, s: ActiveSequence, mark: Breakpoint | None) -> None:
+        scope = s.job.cache_scope
+        if scope is None or not self.cache.enabled:
+            return
+        tokens = s.kv_tokens()
+        if mark is not None and self.cache.has(scope, tokens, mark.ttl):
+            return
+        size = llama_cpp.llama_state_seq_get_size(self._ctx, s.seq)
+        state = np.empty(size, dtype=np.uint8)
+        written = llama_cpp.llama_state_seq_get_data(
+            self._ctx, state.ctypes.data_as(_U8P), size, s.seq
+        )
+        if written != size:
+            log.warning("snapshot of sequence %d: %d of %d bytes", s.seq, written, size)
+            return
+        if mark is not None:
+            self.cache.store(scope, tokens, state, marked=True, ttl=mark.ttl)
+        else:
+            self.cache.store(scope, tokens, state, marked=False)
+
+    def _retire(self, s: ActiveSequence, event: Done | Failed) -> None:
+        finished = isinstance(event, Done) and event.reason != "cancelled"
+        if finished and s.job.keep and s.n_past > s.restored:
+            self._snapshot(s, None)
+        llama_cpp.llama_memory_seq_rm(self._mem, s.seq, -1, -1)
+        s.sampler.close()
+        del self._active[s.seq]
+        self._free.add(s.seq)
+        self._finish(s.handle, event)
+
+    def _decode_failed(self, rc: int, scheduled: list[ActiveSequence]) -> None:
+        if rc == 1:
+            # No room for the batch and nothing was changed: give up the newest
+            # prompt (or stream) and let the rest try again next step.
+            newest = max(scheduled, key=lambda s: (s.prompting, s.order))
+            self._retire(newest, Failed("no room left in the KV cache", newest.generated))
+            return
+        # Earlier ubatches of this batch may have been kept: the cache no longer
+        # matches anyone's bookkeeping.
+        log.error("llama_decode failed (%d); failing every sequence", rc)
+        for s in list(self._active.values()):
+            self._retire(s, Failed(f"decoding failed ({rc})", s.generated))
+        llama_cpp.llama_memory_clear(self._mem, True)
+
+    def _fail_all(self, message: str) -> None:
+        for s in list(self._active.values()):
+            self._retire(s, Failed(message, s.generated))
+        pending = list(self._waiting)
+        with self._cond:
+            pending += self._inbox
+            self._inbox.clear()
+        self._waiting.clear()
+        for handle in pending:
+            if handle.job.lease is not None:
+                handle.job.lease.release()
+            self._finish(handle, Failed(message))
+
+    def _emit(self, handle: JobHandle, event: LoopEvent) -> None:
+        self._out.setdefault(handle, []).append(event)
+
+    def _finish(self, handle: JobHandle, event: Done | Failed) -> None:
+        self._emit(handle, event)
+        handle.finished.set()
+
+    def _flush(self) -> None:
+        if not self._out:
+            return
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[JobHandle, list[LoopEvent]]]] = {}
+        for handle, events in self._out.items():
+            by_loop.setdefault(handle.loop, []).append((handle, events))
+        self._out = {}
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, items)
+            except RuntimeError:  # that loop is closed: nobody is listening any more
+                for handle, _ in items:
+                    handle.cancel()
+
+
+def _deliver(items: list[tuple[JobHandle, list[LoopEvent]]]) -> None:
+    for handle, events in items:
+        try:
+            handle.job.on_events(events)
+        except Exception:
+            log.exception("a job's event callback failed")
+
+
+__all__ = ["BatchLoop", "JobHandle", "StepRecord", "Tokens"]
