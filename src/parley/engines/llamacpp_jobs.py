@@ -60,7 +60,9 @@ class Job:
     promised for these tokens; its entries stay pinned until the job is
     admitted. `keep` also stores the finished sequence (prompt and reply) as an
     unmarked entry, so the conversation's next turn can skip re-reading it.
-    `logits` copies each step's logits into its `TokenOut` (tests only).
+    `logits` copies each step's logits into its `TokenOut` (tests only);
+    `ignore_eog` runs on past end-of-generation tokens to `max_tokens`
+    (benchmarks, like llama-server's ignore_eos).
     """
 
     tokens: Sequence[int]
@@ -74,6 +76,7 @@ class Job:
     reuse: bool = True
     keep: bool = True
     logits: bool = False
+    ignore_eog: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,9 @@ class Admitted:
 
 @dataclass(frozen=True)
 class TokenOut:
+    """One sampled token; an end-of-generation token comes too (its piece is empty),
+    just before `Done("eog")`."""
+
     token: int
     piece: bytes
     logits: npt.NDArray[np.float32] | None = None

@@ -79,6 +79,7 @@ class BatchLoop:
         step_tokens: int = 256,
         cache_bytes: int = 512 << 20,
         record_steps: int = 512,
+        reuse_greedy: bool | None = None,
     ) -> None:
         if step_tokens < sequences:
             raise ValueError("step_tokens must leave room for one token per sequence")
@@ -88,6 +89,9 @@ class BatchLoop:
         self._threads = threads
         self._step_tokens = step_tokens
         self.cache = PromptCache(cache_bytes)
+        # Whether greedy jobs may restore cached state; by default, only where that
+        # keeps them bit-exact (see `bit_exact`).
+        self.reuse_greedy = reuse_greedy
         self.steps: deque[StepRecord] = deque(maxlen=record_steps)
         self.model: LlamaModel | None = None
         self.context_per_sequence = 0
@@ -123,6 +127,13 @@ class BatchLoop:
             model.close()
             raise RuntimeError("llama.cpp could not create a context")
         self._mem = llama_cpp.llama_get_memory(self._ctx)
+        if self.reuse_greedy is None:
+            self.reuse_greedy = self.bit_exact
+            if not self.bit_exact:
+                log.warning(
+                    "llama.cpp was built with GGML_LLAMAFILE: greedy output will vary with "
+                    "what else is batched, and greedy requests skip the prompt cache"
+                )
         # Rounded up to a multiple of 256 per sequence by llama.cpp.
         self.context_per_sequence = int(llama_cpp.llama_n_ctx_seq(self._ctx))
         self._batch = TokenBatch(self._step_tokens)
@@ -145,10 +156,11 @@ class BatchLoop:
 
     # --- the event loop's side ------------------------------------------------------
 
-    def lookup(self, scope: str, tokens: Sequence[int]) -> CacheLease:
+    def lookup(self, scope: str, tokens: Sequence[int], *, greedy: bool = False) -> CacheLease:
         """How many prompt tokens a marked cache entry will supply, pinned until the
-        job carrying this lease is admitted (or `lease.release()`)."""
-        if not self.cache.enabled:
+        job carrying this lease is admitted (or `lease.release()`). Pass the job's
+        `sampling.greedy`: greedy jobs read nothing where reuse would change them."""
+        if not self.cache.enabled or (greedy and not self.reuse_greedy):
             return CacheLease(None, scope, 0)
         return self.cache.lookup(scope, tokens)
 
@@ -263,7 +275,8 @@ class BatchLoop:
             raise ValueError("max_tokens must be at least 1")
         sampler = SequenceSampler(self.model.vocab, self.model.n_vocab, job.sampling, job.grammar)
         restored = 0
-        if job.reuse and job.cache_scope is not None and self.cache.enabled:
+        reuse = job.reuse and (self.reuse_greedy or not job.sampling.greedy)
+        if reuse and job.cache_scope is not None and self.cache.enabled:
             reported = job.lease.reported if job.lease is not None else 0
             plan = self.cache.plan(job.cache_scope, tokens, job.breakpoints, reported)
             if plan is not None:
@@ -332,14 +345,11 @@ class BatchLoop:
             row = llama_cpp.llama_get_logits_ith(self._ctx, s.index)
             logits = np.ctypeslib.as_array(row, shape=(self.model.n_vocab,)).copy()
         s.generated += 1
-        if self.model.is_eog(token):
-            if logits is not None:
-                self._emit(s.handle, TokenOut(token, b"", logits))
-            self._retire(s, Done("eog", s.generated))
-            return
         s.reply.append(token)
         self._emit(s.handle, TokenOut(token, self.model.piece(token), logits))
-        if s.generated >= s.job.max_tokens:
+        if self.model.is_eog(token) and not s.job.ignore_eog:
+            self._retire(s, Done("eog", s.generated))
+        elif s.generated >= s.job.max_tokens:
             self._retire(s, Done("max_tokens", s.generated))
 
     def _snapshot(self, s: ActiveSequence, mark: Breakpoint | None) -> None:
