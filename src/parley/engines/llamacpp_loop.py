@@ -28,7 +28,6 @@ sequence was cleared, so the caller returns its ticket then.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import threading
 import time
@@ -38,26 +37,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp
-import numpy as np
 
-from parley.engines.llamacpp_batch import TokenBatch
-from parley.engines.llamacpp_cache import CacheLease, PromptCache, RestorePlan, Tokens, as_tokens
-from parley.engines.llamacpp_jobs import (
-    Admitted,
-    Breakpoint,
-    Done,
-    Failed,
-    Job,
-    LoopEvent,
-    TokenOut,
-)
+from parley.engines.llamacpp_cache import CacheLease, PromptCache, as_tokens
+from parley.engines.llamacpp_context import LlamaContext
+from parley.engines.llamacpp_jobs import Admitted, Breakpoint, Done, Failed, Job, TokenOut
 from parley.engines.llamacpp_model import LlamaModel
 from parley.engines.llamacpp_sampling import GrammarError, SequenceSampler
-from parley.engines.llamacpp_sequence import ActiveSequence, JobHandle
+from parley.engines.llamacpp_sequence import ActiveSequence, JobHandle, Outbox
 
 log = logging.getLogger(__name__)
-
-_U8P = ctypes.POINTER(ctypes.c_uint8)
 
 
 @dataclass(frozen=True)
@@ -95,9 +83,7 @@ class BatchLoop:
         self.steps: deque[StepRecord] = deque(maxlen=record_steps)
         self.model: LlamaModel | None = None
         self.context_per_sequence = 0
-        self._ctx: object = None
-        self._mem: object = None
-        self._batch: TokenBatch | None = None
+        self._ctx: LlamaContext | None = None
         self._cond = threading.Condition()
         self._inbox: list[JobHandle] = []
         self._closing = False
@@ -107,26 +93,25 @@ class BatchLoop:
         self._active: dict[int, ActiveSequence] = {}
         self._free = set(range(sequences))
         self._admitted = 0
-        self._out: dict[JobHandle, list[LoopEvent]] = {}
+        self._out = Outbox()
 
     # --- lifecycle ------------------------------------------------------------------
 
     def start(self) -> None:
         """Load the model and start the engine thread (blocking: call it off the loop)."""
         self.model = model = LlamaModel(self._path)
-        params = llama_cpp.llama_context_default_params()
-        params.n_ctx = self._requested_ctx * self.sequences
-        params.n_batch = params.n_ubatch = self._step_tokens
-        params.n_seq_max = self.sequences
-        params.n_threads = params.n_threads_batch = self._threads
-        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        params.kv_unified = False
-        params.no_perf = True
-        self._ctx = llama_cpp.llama_init_from_model(model.ptr, params)
-        if not self._ctx:
+        try:
+            self._ctx = LlamaContext(
+                model,
+                sequences=self.sequences,
+                context_per_sequence=self._requested_ctx,
+                threads=self._threads,
+                step_tokens=self._step_tokens,
+            )
+        except BaseException:
             model.close()
-            raise RuntimeError("llama.cpp could not create a context")
-        self._mem = llama_cpp.llama_get_memory(self._ctx)
+            raise
+        self.context_per_sequence = self._ctx.context_per_sequence
         if self.reuse_greedy is None:
             self.reuse_greedy = self.bit_exact
             if not self.bit_exact:
@@ -134,9 +119,6 @@ class BatchLoop:
                     "llama.cpp was built with GGML_LLAMAFILE: greedy output will vary with "
                     "what else is batched, and greedy requests skip the prompt cache"
                 )
-        # Rounded up to a multiple of 256 per sequence by llama.cpp.
-        self.context_per_sequence = int(llama_cpp.llama_n_ctx_seq(self._ctx))
-        self._batch = TokenBatch(self._step_tokens)
         self._thread = threading.Thread(target=self._run, name="llama-batch-loop", daemon=True)
         self._thread.start()
 
@@ -147,8 +129,8 @@ class BatchLoop:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        if self._ctx:
-            llama_cpp.llama_free(self._ctx)
+        if self._ctx is not None:
+            self._ctx.close()
             self._ctx = None
         if self.model is not None:
             self.model.close()
@@ -206,24 +188,25 @@ class BatchLoop:
                     self._fail_all("the engine is shutting down")
                     return
                 self._step()
-                self._flush()
+                self._out.flush()
         except BaseException:
             log.exception("the batch loop failed")
             self._fail_all("the engine failed")
             raise
         finally:
-            self._flush()
+            self._out.flush()
 
     def _step(self) -> None:
+        ctx = self._ctx
+        assert ctx is not None
         for s in [s for s in self._active.values() if s.handle.cancelled]:
             self._retire(s, Done("cancelled", s.generated))
-        self._admit()
-        scheduled = self._fill()
+        self._admit(ctx)
+        scheduled = self._fill(ctx)
         if not scheduled:
             return
-        assert self._batch is not None
         started = time.perf_counter()
-        rc = llama_cpp.llama_decode(self._ctx, self._batch.struct)
+        rc = ctx.decode()
         elapsed = time.perf_counter() - started
         if rc != 0:
             self._decode_failed(rc, scheduled)
@@ -235,33 +218,31 @@ class BatchLoop:
             if mark is not None:
                 self._snapshot(s, mark)
             if s.index >= 0:
-                self._sample(s)
+                self._sample(ctx, s)
 
-    def _admit(self) -> None:
+    def _admit(self, ctx: LlamaContext) -> None:
         while self._waiting and self._free:
             handle = self._waiting.popleft()
-            job = handle.job
-            if handle.cancelled:
-                if job.lease is not None:
-                    job.lease.release()
-                self._finish(handle, Done("cancelled", 0))
-                continue
+            lease = handle.job.lease
             seq = min(self._free)
             try:
-                s = self._begin(handle, seq)
+                if handle.cancelled:
+                    self._out.finish(handle, Done("cancelled", 0))
+                    continue
+                s = self._begin(ctx, handle, seq)
             except (GrammarError, ValueError) as exc:
-                llama_cpp.llama_memory_seq_rm(self._mem, seq, -1, -1)
-                self._finish(handle, Failed(str(exc)))
+                ctx.clear(seq)
+                self._out.finish(handle, Failed(str(exc)))
                 continue
             finally:
-                if job.lease is not None:
-                    job.lease.release()
+                if lease is not None:
+                    lease.release()
             self._free.discard(seq)
             self._active[seq] = s
             handle.seq_id = seq
-            self._emit(handle, Admitted(seq, s.restored))
+            self._out.emit(handle, Admitted(seq, s.restored))
 
-    def _begin(self, handle: JobHandle, seq: int) -> ActiveSequence:
+    def _begin(self, ctx: LlamaContext, handle: JobHandle, seq: int) -> ActiveSequence:
         job = handle.job
         assert self.model is not None
         tokens = as_tokens(job.tokens)
@@ -280,27 +261,15 @@ class BatchLoop:
             reported = job.lease.reported if job.lease is not None else 0
             plan = self.cache.plan(job.cache_scope, tokens, job.breakpoints, reported)
             if plan is not None:
-                restored = self._restore(seq, plan)
-                if restored < reported:
-                    log.error("cache restore gave %d tokens, %d were reported", restored, reported)
+                entry = plan.entry
+                restored = ctx.restore(seq, entry.state, plan.length, len(entry.tokens))
+            if restored < reported:
+                log.error("the cache gave %d tokens where %d were reported", restored, reported)
         self._admitted += 1
         return ActiveSequence(handle, seq, tokens, sampler, restored, self._admitted)
 
-    def _restore(self, seq: int, plan: RestorePlan) -> int:
-        state = plan.entry.state
-        if not llama_cpp.llama_state_seq_set_data(
-            self._ctx, state.ctypes.data_as(_U8P), state.nbytes, seq
-        ):
-            log.warning("restoring a cached prefix into sequence %d failed", seq)
-            llama_cpp.llama_memory_seq_rm(self._mem, seq, -1, -1)
-            return 0
-        if plan.length < len(plan.entry.tokens):
-            llama_cpp.llama_memory_seq_rm(self._mem, seq, plan.length, -1)
-        return plan.length
-
-    def _fill(self) -> list[ActiveSequence]:
-        assert self._batch is not None
-        batch = self._batch
+    def _fill(self, ctx: LlamaContext) -> list[ActiveSequence]:
+        batch = ctx.batch
         batch.clear()
         budget = self._step_tokens
         chunks: dict[int, int] = {}
@@ -324,29 +293,25 @@ class BatchLoop:
             s.chunk = chunks[seq]
             if s.prompting:
                 done = s.n_past + s.chunk == len(s.tokens)
-                last = batch.add(
-                    seq, s.tokens[s.n_past : s.n_past + s.chunk], s.n_past, logits=done
-                )
+                chunk = s.tokens[s.n_past : s.n_past + s.chunk]
+                last = batch.add(seq, chunk, s.n_past, logits=done)
                 s.index = last if done else -1
             else:
                 s.index = batch.add(seq, s.reply[-1:], s.n_past, logits=True)
             scheduled.append(s)
         return scheduled
 
-    def _sample(self, s: ActiveSequence) -> None:
+    def _sample(self, ctx: LlamaContext, s: ActiveSequence) -> None:
         assert self.model is not None
         try:
-            token = s.sampler.sample(self._ctx, s.index)
+            token = s.sampler.sample(ctx.ptr, s.index)
         except GrammarError as exc:
             self._retire(s, Failed(str(exc), s.generated))
             return
-        logits = None
-        if s.job.logits:
-            row = llama_cpp.llama_get_logits_ith(self._ctx, s.index)
-            logits = np.ctypeslib.as_array(row, shape=(self.model.n_vocab,)).copy()
+        logits = ctx.logits(s.index) if s.job.logits else None
         s.generated += 1
         s.reply.append(token)
-        self._emit(s.handle, TokenOut(token, self.model.piece(token), logits))
+        self._out.emit(s.handle, TokenOut(token, self.model.piece(token), logits))
         if self.model.is_eog(token) and not s.job.ignore_eog:
             self._retire(s, Done("eog", s.generated))
         elif s.generated >= s.job.max_tokens:
@@ -354,18 +319,13 @@ class BatchLoop:
 
     def _snapshot(self, s: ActiveSequence, mark: Breakpoint | None) -> None:
         scope = s.job.cache_scope
-        if scope is None or not self.cache.enabled:
+        if scope is None or not self.cache.enabled or self._ctx is None:
             return
         tokens = s.kv_tokens()
         if mark is not None and self.cache.has(scope, tokens, mark.ttl):
             return
-        size = llama_cpp.llama_state_seq_get_size(self._ctx, s.seq)
-        state = np.empty(size, dtype=np.uint8)
-        written = llama_cpp.llama_state_seq_get_data(
-            self._ctx, state.ctypes.data_as(_U8P), size, s.seq
-        )
-        if written != size:
-            log.warning("snapshot of sequence %d: %d of %d bytes", s.seq, written, size)
+        state = self._ctx.snapshot(s.seq)
+        if state is None:
             return
         if mark is not None:
             self.cache.store(scope, tokens, state, marked=True, ttl=mark.ttl)
@@ -373,14 +333,15 @@ class BatchLoop:
             self.cache.store(scope, tokens, state, marked=False)
 
     def _retire(self, s: ActiveSequence, event: Done | Failed) -> None:
+        assert self._ctx is not None
         finished = isinstance(event, Done) and event.reason != "cancelled"
         if finished and s.job.keep and s.n_past > s.restored:
             self._snapshot(s, None)
-        llama_cpp.llama_memory_seq_rm(self._mem, s.seq, -1, -1)
+        self._ctx.clear(s.seq)
         s.sampler.close()
         del self._active[s.seq]
         self._free.add(s.seq)
-        self._finish(s.handle, event)
+        self._out.finish(s.handle, event)
 
     def _decode_failed(self, rc: int, scheduled: list[ActiveSequence]) -> None:
         if rc == 1:
@@ -394,49 +355,20 @@ class BatchLoop:
         log.error("llama_decode failed (%d); failing every sequence", rc)
         for s in list(self._active.values()):
             self._retire(s, Failed(f"decoding failed ({rc})", s.generated))
-        llama_cpp.llama_memory_clear(self._mem, True)
+        assert self._ctx is not None
+        self._ctx.clear_all()
 
     def _fail_all(self, message: str) -> None:
         for s in list(self._active.values()):
             self._retire(s, Failed(message, s.generated))
-        pending = list(self._waiting)
         with self._cond:
-            pending += self._inbox
+            pending = [*self._waiting, *self._inbox]
             self._inbox.clear()
         self._waiting.clear()
         for handle in pending:
             if handle.job.lease is not None:
                 handle.job.lease.release()
-            self._finish(handle, Failed(message))
-
-    def _emit(self, handle: JobHandle, event: LoopEvent) -> None:
-        self._out.setdefault(handle, []).append(event)
-
-    def _finish(self, handle: JobHandle, event: Done | Failed) -> None:
-        self._emit(handle, event)
-        handle.finished.set()
-
-    def _flush(self) -> None:
-        if not self._out:
-            return
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[JobHandle, list[LoopEvent]]]] = {}
-        for handle, events in self._out.items():
-            by_loop.setdefault(handle.loop, []).append((handle, events))
-        self._out = {}
-        for loop, items in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_deliver, items)
-            except RuntimeError:  # that loop is closed: nobody is listening any more
-                for handle, _ in items:
-                    handle.cancel()
+            self._out.finish(handle, Failed(message))
 
 
-def _deliver(items: list[tuple[JobHandle, list[LoopEvent]]]) -> None:
-    for handle, events in items:
-        try:
-            handle.job.on_events(events)
-        except Exception:
-            log.exception("a job's event callback failed")
-
-
-__all__ = ["BatchLoop", "JobHandle", "StepRecord", "Tokens"]
+__all__ = ["BatchLoop", "JobHandle", "StepRecord"]

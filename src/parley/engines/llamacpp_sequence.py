@@ -1,16 +1,20 @@
-"""One admitted job inside the batch loop: its sequence, prompt progress and reply."""
+"""The batch loop's view of a job: its handle, its sequence once admitted, and
+the outbox that carries its events to the asyncio loop."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable
 
 import numpy as np
 
 from parley.engines.llamacpp_cache import Tokens
-from parley.engines.llamacpp_jobs import Breakpoint, Job
+from parley.engines.llamacpp_jobs import Breakpoint, Done, Failed, Job, LoopEvent
 from parley.engines.llamacpp_sampling import SequenceSampler
+
+log = logging.getLogger(__name__)
 
 
 class JobHandle:
@@ -91,3 +95,39 @@ class ActiveSequence:
         if decoded <= 0:
             return self.tokens[: self.n_past]
         return np.concatenate([self.tokens, np.asarray(self.reply[:decoded], dtype=np.int32)])
+
+
+class Outbox:
+    """A step's events, handed to each asyncio loop in one `call_soon_threadsafe`."""
+
+    def __init__(self) -> None:
+        self._events: dict[JobHandle, list[LoopEvent]] = {}
+
+    def emit(self, handle: JobHandle, event: LoopEvent) -> None:
+        self._events.setdefault(handle, []).append(event)
+
+    def finish(self, handle: JobHandle, event: Done | Failed) -> None:
+        self.emit(handle, event)
+        handle.finished.set()
+
+    def flush(self) -> None:
+        if not self._events:
+            return
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[JobHandle, list[LoopEvent]]]] = {}
+        for handle, events in self._events.items():
+            by_loop.setdefault(handle.loop, []).append((handle, events))
+        self._events = {}
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, items)
+            except RuntimeError:  # that loop is closed: nobody is listening any more
+                for handle, _ in items:
+                    handle.cancel()
+
+
+def _deliver(items: list[tuple[JobHandle, list[LoopEvent]]]) -> None:
+    for handle, events in items:
+        try:
+            handle.job.on_events(events)
+        except Exception:
+            log.exception("a job's event callback failed")
