@@ -40,11 +40,48 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-WORDS = (
-    "harbour anchor compass tide storm lantern keeper rope sail island cliff gull wave "
-    "chart star night fog bell signal coast beacon voyage current reef shore ship "
-    "captain crew deck mast hull oar net fish salt wind rain sun moon cloud"
-).split()
+WORDS = [
+    "harbour",
+    "anchor",
+    "compass",
+    "tide",
+    "storm",
+    "lantern",
+    "keeper",
+    "rope",
+    "sail",
+    "island",
+    "cliff",
+    "gull",
+    "wave",
+    "chart",
+    "star",
+    "night",
+    "fog",
+    "bell",
+    "signal",
+    "coast",
+    "beacon",
+    "voyage",
+    "current",
+    "reef",
+    "shore",
+    "ship",
+    "captain",
+    "crew",
+    "deck",
+    "mast",
+    "hull",
+    "oar",
+    "net",
+    "fish",
+    "salt",
+    "wind",
+    "rain",
+    "sun",
+    "moon",
+    "cloud",
+]
 
 
 def chatml(*turns: tuple[str, str]) -> str:
