@@ -181,7 +181,7 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
     ttft = {}
     for name, question in (("uncached", "Which ships came in?"), ("cached", "Any storms?")):
         prompt = tokens(chatml(("system", system), ("user", question)))
-        lease = loop.lookup(scope, prompt)
+        lease = loop.lookup(scope, prompt, marks)
         # Sampled, not greedy: on a build that is not bit-exact greedy jobs skip the
         # cache, and this measures what restoring costs on every build.
         submitted, arrivals = await job(

@@ -48,6 +48,9 @@ def test_lookup_reports_only_marked_entries_that_are_whole_prefixes() -> None:
     assert cache.lookup("other", [1, 2, 3, 4, 5]).reported == 0
     # A prompt equal to the entry still evaluates its last token.
     assert cache.lookup("k", [1, 2, 3, 4]).reported == 3
+    # A hit must end at or before the request's last breakpoint.
+    assert cache.lookup("k", [1, 2, 3, 4, 5], upto=3).reported == 0
+    assert cache.lookup("k", [1, 2, 3, 4, 5], upto=4).reported == 4
 
 
 def test_plan_takes_the_longest_common_prefix_marked_or_not() -> None:

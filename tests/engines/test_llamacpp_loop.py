@@ -137,24 +137,25 @@ async def test_cache_reads_are_reported_before_they_happen(loop: BatchLoop) -> N
     assert first[:mark] == second[:mark]
     breakpoints = (Breakpoint(mark, "1h"),)
 
-    lease = loop.lookup("key-a", first)
+    lease = loop.lookup("key-a", first, breakpoints)
     assert lease.reported == 0
     one = await run(loop, first, cache_scope="key-a", breakpoints=breakpoints, lease=lease)
     assert one.admitted is not None
     assert one.admitted.restored == 0
 
-    lease = loop.lookup("key-a", second)
+    lease = loop.lookup("key-a", second, breakpoints)
     assert lease.reported == mark
     two = await run(loop, second, cache_scope="key-a", breakpoints=breakpoints, lease=lease)
     assert two.admitted is not None
     # The first request's whole sequence was kept too (unmarked), so a few tokens
     # past the mark came from the cache as well; only the mark was reported.
     assert two.admitted.restored > mark
-    assert loop.lookup("key-b", second).reported == 0  # scoped per key
+    assert loop.lookup("key-b", second, breakpoints).reported == 0  # scoped per key
+    assert loop.lookup("key-a", second, ()).reported == 0  # no breakpoint, no read
 
     # The first request again: its finished sequence (unmarked) serves all but its
     # last prompt token; only the marked prefix may be reported.
-    lease = loop.lookup("key-a", first)
+    lease = loop.lookup("key-a", first, breakpoints)
     assert lease.reported == mark
     again = await run(loop, first, cache_scope="key-a", breakpoints=breakpoints, lease=lease)
     assert again.admitted is not None

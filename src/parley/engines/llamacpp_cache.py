@@ -113,8 +113,11 @@ class PromptCache:
             self._expire()
             return [e for e in self._entries.values() if e.scope == scope]
 
-    def lookup(self, scope: str, tokens: Sequence[int] | Tokens) -> CacheLease:
-        """The marked prefix a job with these tokens will read, pinned."""
+    def lookup(
+        self, scope: str, tokens: Sequence[int] | Tokens, upto: int | None = None
+    ) -> CacheLease:
+        """The marked prefix a job with these tokens will read, pinned. As in the
+        API, a hit must end at or before the request's last breakpoint (`upto`)."""
         toks = as_tokens(tokens)
         limit = len(toks) - 1
         with self._lock:
@@ -124,6 +127,8 @@ class PromptCache:
             for entry in self._scope(scope):
                 n = len(entry.tokens)
                 if not entry.marked or entry.expires_at <= now or n > len(toks):
+                    continue
+                if upto is not None and n > upto:
                     continue
                 if best is not None and n <= len(best.tokens):
                     continue

@@ -65,8 +65,11 @@ class LlamaContext:
     def clear_all(self) -> None:
         llama_cpp.llama_memory_clear(self._mem, True)
 
-    def snapshot(self, seq: int) -> npt.NDArray[np.uint8] | None:
+    def snapshot(self, seq: int, limit: int) -> npt.NDArray[np.uint8] | None:
+        """The sequence's KV state, unless it takes more than `limit` bytes."""
         size = llama_cpp.llama_state_seq_get_size(self.ptr, seq)
+        if size > limit:
+            return None
         state = np.empty(size, dtype=np.uint8)
         written = llama_cpp.llama_state_seq_get_data(
             self.ptr, state.ctypes.data_as(_U8P), size, seq

@@ -138,13 +138,22 @@ class BatchLoop:
 
     # --- the event loop's side ------------------------------------------------------
 
-    def lookup(self, scope: str, tokens: Sequence[int], *, greedy: bool = False) -> CacheLease:
-        """How many prompt tokens a marked cache entry will supply, pinned until the
-        job carrying this lease is admitted (or `lease.release()`). Pass the job's
-        `sampling.greedy`: greedy jobs read nothing where reuse would change them."""
-        if not self.cache.enabled or (greedy and not self.reuse_greedy):
+    def lookup(
+        self,
+        scope: str,
+        tokens: Sequence[int],
+        breakpoints: tuple[Breakpoint, ...],
+        *,
+        greedy: bool = False,
+    ) -> CacheLease:
+        """How many prompt tokens a marked cache entry will supply (its
+        `reported`), pinned until the job carrying this lease is admitted (or
+        `lease.release()`). Without breakpoints a request reads nothing, as in the
+        API. Pass the job's `sampling.greedy`: greedy jobs read nothing where reuse
+        would change them."""
+        if not self.cache.enabled or not breakpoints or (greedy and not self.reuse_greedy):
             return CacheLease(None, scope, 0)
-        return self.cache.lookup(scope, tokens)
+        return self.cache.lookup(scope, tokens, max(bp.position for bp in breakpoints))
 
     def submit(self, job: Job) -> JobHandle:
         """Queue a job; its events go to `job.on_events` on the running asyncio loop."""
@@ -191,6 +200,8 @@ class BatchLoop:
                 self._out.flush()
         except BaseException:
             log.exception("the batch loop failed")
+            with self._cond:
+                self._closing = True  # no more submissions: nobody would serve them
             self._fail_all("the engine failed")
             raise
         finally:
@@ -324,7 +335,7 @@ class BatchLoop:
         tokens = s.kv_tokens()
         if mark is not None and self.cache.has(scope, tokens, mark.ttl):
             return
-        state = self._ctx.snapshot(s.seq)
+        state = self._ctx.snapshot(s.seq, self.cache.budget_bytes)
         if state is None:
             return
         if mark is not None:
