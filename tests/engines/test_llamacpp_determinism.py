@@ -147,7 +147,7 @@ async def test_after_restoring_a_cached_prefix(
     for position, restored in ((mark, mark), (len(prompt), len(prompt) - 1)):
         marks = (Breakpoint(position),)
         await run(loop, prompt, max_tokens=1, cache_scope=scope, breakpoints=marks, keep=False)
-        lease = loop.lookup(scope, prompt, marks)
+        lease = loop.lookup(scope, prompt, marks, greedy=True)
         assert lease.reported == restored
         outcome = await run(
             loop,

@@ -137,13 +137,13 @@ async def test_cache_reads_are_reported_before_they_happen(loop: BatchLoop) -> N
     assert first[:mark] == second[:mark]
     breakpoints = (Breakpoint(mark, "1h"),)
 
-    lease = loop.lookup("key-a", first, breakpoints)
+    lease = loop.lookup("key-a", first, breakpoints, greedy=True)
     assert lease.reported == 0
     one = await run(loop, first, cache_scope="key-a", breakpoints=breakpoints, lease=lease)
     assert one.admitted is not None
     assert one.admitted.restored == 0
 
-    lease = loop.lookup("key-a", second, breakpoints)
+    lease = loop.lookup("key-a", second, breakpoints, greedy=True)
     assert lease.reported == mark
     two = await run(loop, second, cache_scope="key-a", breakpoints=breakpoints, lease=lease)
     assert two.admitted is not None
@@ -155,7 +155,7 @@ async def test_cache_reads_are_reported_before_they_happen(loop: BatchLoop) -> N
 
     # The first request again: its finished sequence (unmarked) serves all but its
     # last prompt token; only the marked prefix may be reported.
-    lease = loop.lookup("key-a", first, breakpoints)
+    lease = loop.lookup("key-a", first, breakpoints, greedy=True)
     assert lease.reported == mark
     again = await run(loop, first, cache_scope="key-a", breakpoints=breakpoints, lease=lease)
     assert again.admitted is not None
@@ -175,3 +175,24 @@ async def test_logits_are_copied_only_when_asked(loop: BatchLoop) -> None:
         event = await plain.next()
     assert event.logits is None
     await plain.finish()
+
+
+async def test_more_jobs_than_sequences_wait_their_turn(loop: BatchLoop) -> None:
+    jobs = [Running(loop, prompt(loop, f"Say {i}."), max_tokens=6) for i in range(10)]
+    outcomes = await asyncio.gather(*(job.finish() for job in jobs))
+    assert all(isinstance(o.end, Done) for o in outcomes)
+    assert {o.admitted.seq_id for o in outcomes if o.admitted} == {0, 1, 2, 3}
+    assert max(len(step.seqs) for step in loop.steps) <= 4
+    assert loop.occupancy == (0, 0)
+
+
+async def test_a_sequence_ends_when_its_context_is_full() -> None:
+    small = BatchLoop(bundled_model_path(), sequences=2, context_per_sequence=300, threads=1)
+    small.start()
+    try:
+        assert small.context_per_sequence == 512  # llama.cpp rounds up to 256s
+        tokens = tokens_of(small, chatml(("user", "Go on: " + "sea " * 600)))[:500]
+        outcome = await run(small, tokens, max_tokens=50, ignore_eog=True)
+        assert outcome.end == Done("context", 512 - 500 + 1)
+    finally:
+        small.close()
