@@ -57,6 +57,12 @@ class StepRecord:
 
 
 class BatchLoop:
+    """`sequences` concurrent jobs of up to `context_per_sequence` tokens each (llama.cpp
+    rounds it up to a multiple of 256: read `context_per_sequence` after `start`),
+    `threads` compute threads for the whole model, at most `step_tokens` tokens per
+    decode (one per generating sequence first, prompt chunks in the rest), and
+    `cache_bytes` of host RAM for prompt-cache snapshots (0: no cache)."""
+
     def __init__(
         self,
         model_path: Path,
@@ -123,6 +129,8 @@ class BatchLoop:
         self._thread.start()
 
     def close(self) -> None:
+        """Stop after the current step (running and waiting jobs get `Failed`) and free
+        the context and model. Blocking: call it off the event loop."""
         with self._cond:
             self._closing = True
             self._cond.notify()
