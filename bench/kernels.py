@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 def worker() -> dict[str, object]:
     from parley.engines.llamacpp import bundled_model_path
-    from parley.engines.llamacpp_context import LlamaContext
-    from parley.engines.llamacpp_model import LlamaModel
+    from parley.engines.llamacpp.context import LlamaContext
+    from parley.engines.llamacpp.model import LlamaModel
 
     model = LlamaModel(bundled_model_path())
     ctx = LlamaContext(model, sequences=8, context_per_sequence=2048, threads=1, step_tokens=256)

@@ -98,7 +98,7 @@ def rss_mib(field: str) -> float:
 
 async def worker(args: argparse.Namespace) -> dict[str, Any]:
     from parley.engines.llamacpp import bundled_model_path
-    from parley.engines.llamacpp_jobs import (
+    from parley.engines.llamacpp.jobs import (
         Breakpoint,
         Done,
         EventQueue,
@@ -107,7 +107,7 @@ async def worker(args: argparse.Namespace) -> dict[str, Any]:
         SamplingParams,
         TokenOut,
     )
-    from parley.engines.llamacpp_loop import BatchLoop
+    from parley.engines.llamacpp.loop import BatchLoop
 
     result: dict[str, Any] = {"load_start": os.getloadavg()}
     loop = BatchLoop(

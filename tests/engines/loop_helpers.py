@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from parley.engines.llamacpp_jobs import (
+from parley.engines.llamacpp.jobs import (
     Admitted,
     Done,
     EventQueue,
@@ -18,8 +18,8 @@ from parley.engines.llamacpp_jobs import (
     SamplingParams,
     TokenOut,
 )
-from parley.engines.llamacpp_loop import BatchLoop
-from parley.engines.llamacpp_sequence import JobHandle
+from parley.engines.llamacpp.loop import BatchLoop
+from parley.engines.llamacpp.sequence import JobHandle
 
 GREEDY = SamplingParams(temperature=0.0)
 

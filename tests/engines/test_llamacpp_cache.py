@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from parley.engines.llamacpp_cache import PromptCache, as_tokens, common_prefix
-from parley.engines.llamacpp_jobs import Breakpoint
+from parley.engines.llamacpp.cache import PromptCache, as_tokens, common_prefix
+from parley.engines.llamacpp.jobs import Breakpoint
 
 
 class Clock:

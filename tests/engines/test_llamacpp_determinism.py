@@ -29,8 +29,8 @@ import numpy as np
 import pytest
 
 from parley.engines.llamacpp import bundled_model_path
-from parley.engines.llamacpp_jobs import Breakpoint, SamplingParams
-from parley.engines.llamacpp_loop import BatchLoop
+from parley.engines.llamacpp.jobs import Breakpoint, SamplingParams
+from parley.engines.llamacpp.loop import BatchLoop
 from tests.engines.loop_helpers import Outcome, Running, chatml, run, tokens_of
 
 pytestmark = pytest.mark.model

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import pytest
 
 from parley.engines.llamacpp import bundled_model_path
-from parley.engines.llamacpp_grammar import call_grammar
-from parley.engines.llamacpp_jobs import Admitted, Breakpoint, Done, Failed, TokenOut
-from parley.engines.llamacpp_loop import BatchLoop
+from parley.engines.llamacpp.grammar import call_grammar
+from parley.engines.llamacpp.jobs import Admitted, Breakpoint, Done, Failed, TokenOut
+from parley.engines.llamacpp.loop import BatchLoop
 from tests.engines.loop_helpers import Running, chatml, run, tokens_of
 
 pytestmark = pytest.mark.model

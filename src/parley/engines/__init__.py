@@ -1,4 +1,5 @@
-"""Engines: one module per backend. Only `engines/<x>.py` imports its backend library."""
+"""Engines: one module (or package) per backend, the only one that imports its backend
+library."""
 
 import os
 

@@ -20,15 +20,11 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from parley.engines.llamacpp.cache import Breakpoint, CacheLease
+
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
-
-    from parley.engines.llamacpp_cache import CacheLease
-
-# The API's two cache lifetimes (api-spec: cache_control.ttl).
-CacheTTL = Literal["5m", "1h"]
-TTL_SECONDS: dict[CacheTTL, float] = {"5m": 300.0, "1h": 3600.0}
 
 
 @dataclass(frozen=True)
@@ -41,14 +37,6 @@ class SamplingParams:
     @property
     def greedy(self) -> bool:
         return self.temperature <= 0.0
-
-
-@dataclass(frozen=True)
-class Breakpoint:
-    """A `cache_control` mark: the prompt's first `position` tokens are worth keeping."""
-
-    position: int
-    ttl: CacheTTL = "5m"
 
 
 @dataclass(eq=False)
@@ -141,3 +129,17 @@ class EventQueue:
             yield event
             if isinstance(event, Done | Failed):
                 return
+
+
+__all__ = [
+    "Admitted",
+    "Breakpoint",
+    "Done",
+    "DoneReason",
+    "EventQueue",
+    "Failed",
+    "Job",
+    "LoopEvent",
+    "SamplingParams",
+    "TokenOut",
+]

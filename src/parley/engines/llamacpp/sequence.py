@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from parley.engines.llamacpp_cache import Tokens
-from parley.engines.llamacpp_jobs import Breakpoint, Done, Failed, Job, LoopEvent
-from parley.engines.llamacpp_sampling import SequenceSampler
+from parley.engines.llamacpp.cache import Tokens
+from parley.engines.llamacpp.jobs import Breakpoint, Done, Failed, Job, LoopEvent
+from parley.engines.llamacpp.sampling import SequenceSampler
 
 log = logging.getLogger(__name__)
 

@@ -46,7 +46,7 @@ from parley.engines.hermes import (
     SplitEvent,
     TextOut,
 )
-from parley.engines.llamacpp_grammar import NoGrammarError, call_grammar
+from parley.engines.llamacpp.grammar import NoGrammarError, call_grammar
 from parley.engines.think_tags import FORCED_CLOSE, ThinkSplitter, template_thinks, with_thinking
 from parley.errors import APIError, InternalServerError, InvalidRequestError
 

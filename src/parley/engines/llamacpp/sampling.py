@@ -21,7 +21,7 @@ import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
-from parley.engines.llamacpp_jobs import SamplingParams
+from parley.engines.llamacpp.jobs import SamplingParams
 
 # Not an API knob: a small min-p floor keeps a 135M model from sampling the far
 # tail at temperature 1.0 (the API default).

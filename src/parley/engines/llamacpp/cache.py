@@ -25,13 +25,24 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from parley.engines.llamacpp_jobs import TTL_SECONDS, Breakpoint, CacheTTL
-
 Tokens = npt.NDArray[np.int32]
+
+# The API's two cache lifetimes (api-spec §16: cache_control.ttl).
+CacheTTL = Literal["5m", "1h"]
+TTL_SECONDS: dict[CacheTTL, float] = {"5m": 300.0, "1h": 3600.0}
+
+
+@dataclass(frozen=True)
+class Breakpoint:
+    """A `cache_control` mark: the prompt's first `position` tokens are worth keeping."""
+
+    position: int
+    ttl: CacheTTL = "5m"
 
 
 def as_tokens(tokens: Sequence[int] | Tokens) -> Tokens:

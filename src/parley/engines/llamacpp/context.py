@@ -9,8 +9,8 @@ import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
-from parley.engines.llamacpp_batch import TokenBatch
-from parley.engines.llamacpp_model import LlamaModel
+from parley.engines.llamacpp.batch import TokenBatch
+from parley.engines.llamacpp.model import LlamaModel
 
 log = logging.getLogger(__name__)
 

@@ -38,12 +38,12 @@ from pathlib import Path
 
 import llama_cpp
 
-from parley.engines.llamacpp_cache import CacheLease, PromptCache, as_tokens
-from parley.engines.llamacpp_context import LlamaContext
-from parley.engines.llamacpp_jobs import Admitted, Breakpoint, Done, Failed, Job, TokenOut
-from parley.engines.llamacpp_model import LlamaModel
-from parley.engines.llamacpp_sampling import GrammarError, SequenceSampler
-from parley.engines.llamacpp_sequence import ActiveSequence, JobHandle, Outbox
+from parley.engines.llamacpp.cache import CacheLease, PromptCache, as_tokens
+from parley.engines.llamacpp.context import LlamaContext
+from parley.engines.llamacpp.jobs import Admitted, Breakpoint, Done, Failed, Job, TokenOut
+from parley.engines.llamacpp.model import LlamaModel
+from parley.engines.llamacpp.sampling import GrammarError, SequenceSampler
+from parley.engines.llamacpp.sequence import ActiveSequence, JobHandle, Outbox
 
 log = logging.getLogger(__name__)
 
