@@ -48,7 +48,9 @@ class Job:
     promised for these tokens; its entries stay pinned until the job is
     admitted. `keep` also stores the finished sequence (prompt and reply) as an
     unmarked entry, so the conversation's next turn can skip re-reading it.
-    `logits` copies each step's logits into its `TokenOut` (tests only);
+    `stop` ends the job (`Done("stop")`) once the reply's bytes contain it (the
+    engine's end of a thinking section); `logits` copies each step's logits into its
+    `TokenOut` (tests only);
     `ignore_eog` runs on past end-of-generation tokens to `max_tokens`
     (benchmarks, like llama-server's ignore_eos).
     """
@@ -65,6 +67,7 @@ class Job:
     keep: bool = True
     logits: bool = False
     ignore_eog: bool = False
+    stop: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ class TokenOut:
     logits: npt.NDArray[np.float32] | None = None
 
 
-DoneReason = Literal["eog", "max_tokens", "context", "cancelled"]
+DoneReason = Literal["eog", "stop", "max_tokens", "context", "cancelled"]
 
 
 @dataclass(frozen=True)

@@ -57,8 +57,9 @@ class StepRecord:
 
 
 class BatchLoop:
-    """`sequences` concurrent jobs of up to `context_per_sequence` tokens each (llama.cpp
-    rounds it up to a multiple of 256: read `context_per_sequence` after `start`),
+    """`sequences` concurrent jobs of up to `context_per_sequence` tokens each (None: the
+    model's trained context; llama.cpp rounds it up to a multiple of 256: read
+    `context_per_sequence` after `start`),
     `threads` compute threads for the whole model, at most `step_tokens` tokens per
     decode (one per generating sequence first, prompt chunks in the rest), and
     `cache_bytes` of host RAM for prompt-cache snapshots (0: no cache)."""
@@ -68,7 +69,7 @@ class BatchLoop:
         model_path: Path,
         *,
         sequences: int = 8,
-        context_per_sequence: int = 4096,
+        context_per_sequence: int | None = 4096,
         threads: int = 2,
         step_tokens: int = 256,
         cache_bytes: int = 512 << 20,
@@ -80,7 +81,7 @@ class BatchLoop:
         self._path = model_path
         self.sequences = sequences
         self._requested_ctx = context_per_sequence
-        self._threads = threads
+        self.threads = threads
         self._step_tokens = step_tokens
         self.cache = PromptCache(cache_bytes)
         # Whether greedy jobs may restore cached state; by default, only where that
@@ -110,8 +111,9 @@ class BatchLoop:
             self._ctx = LlamaContext(
                 model,
                 sequences=self.sequences,
-                context_per_sequence=self._requested_ctx,
-                threads=self._threads,
+                # None: the context the model was trained with.
+                context_per_sequence=self._requested_ctx or model.n_ctx_train or 4096,
+                threads=self.threads,
                 step_tokens=self._step_tokens,
             )
         except BaseException:
@@ -330,9 +332,12 @@ class BatchLoop:
         logits = ctx.logits(s.index) if s.job.logits else None
         s.generated += 1
         s.reply.append(token)
-        self._out.emit(s.handle, TokenOut(token, self.model.piece(token), logits))
+        piece = self.model.piece(token)
+        self._out.emit(s.handle, TokenOut(token, piece, logits))
         if self.model.is_eog(token) and not s.job.ignore_eog:
             self._retire(s, Done("eog", s.generated))
+        elif s.stopped(piece):
+            self._retire(s, Done("stop", s.generated))
         elif s.generated >= s.job.max_tokens:
             self._retire(s, Done("max_tokens", s.generated))
 

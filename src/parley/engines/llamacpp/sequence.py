@@ -61,6 +61,8 @@ class ActiveSequence:
         self.n_past = restored  # tokens in this sequence's KV cells
         self.reply: list[int] = []
         self.generated = 0
+        # The reply's last bytes, kept only for a job with a `stop`.
+        self.tail = b""
         # Set while a step runs: tokens this sequence put in the batch, and the
         # batch index of the one whose logits it samples (-1: none).
         self.chunk = 0
@@ -87,6 +89,14 @@ class ActiveSequence:
         if self.pending_marks and self.pending_marks[0].position == self.n_past:
             return self.pending_marks.pop(0)
         return None
+
+    def stopped(self, piece: bytes) -> bool:
+        """Whether the reply now holds the job's `stop` bytes."""
+        stop = self.job.stop
+        if stop is None:
+            return False
+        self.tail = (self.tail + piece)[-(len(stop) + len(piece)) :]
+        return stop in self.tail
 
     def kv_tokens(self) -> Tokens:
         """The tokens whose KV this sequence holds: the prompt and the reply
