@@ -30,7 +30,8 @@ import llama_cpp  # noqa: E402
 
 from parley.config import DEFAULT_MODEL_ID  # noqa: E402
 from parley.core.generation import GenerationRequest, Sampling, Turn  # noqa: E402
-from parley.engines.llamacpp import ChatTemplate, _token_text, bundled_model_path  # noqa: E402
+from parley.engines.chat_template import ChatTemplate  # noqa: E402
+from parley.engines.llamacpp import bundled_model_path  # noqa: E402
 from tests.serverproc import ParleyProcess  # noqa: E402
 
 PROMPT = "Write a long story about a lighthouse keeper."
@@ -60,8 +61,14 @@ def rate(tokens: int, seconds: float) -> float:
 # -- 1. bare llama-cpp-python ---------------------------------------------------------------
 
 
+def _token_text(llm: llama_cpp.Llama, token: int) -> str:
+    if token < 0:
+        return ""
+    return str(llm.detokenize([token], special=True).decode("utf-8", errors="ignore"))
+
+
 def bench_bare(path: Path, request: GenerationRequest, threads: int, repeats: int) -> list[Run]:
-    # Load exactly as LlamaCppEngine._load does (context length from the GGUF metadata).
+    # Context length from the GGUF metadata, as the engine's default.
     vocab = llama_cpp.Llama(str(path), vocab_only=True, verbose=False)
     meta = vocab.metadata
     n_ctx = int(meta.get(f"{meta.get('general.architecture', 'llama')}.context_length", 0)) or 4096

@@ -21,6 +21,7 @@ import asyncio
 import codecs
 import importlib.util
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -102,6 +103,7 @@ class LlamaCppEngine(Engine[_Prepared]):
         cache_bytes: int = 512 << 20,
         cache_min_tokens: int = MIN_CACHEABLE_TOKENS,
         reuse_greedy: bool | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`slots`: sequences decoded together; `threads`: compute threads for all of
         them; `context_per_sequence`: each sequence's context (default: the
@@ -112,7 +114,8 @@ class LlamaCppEngine(Engine[_Prepared]):
         used instead of the GGUF's own; `thinking`: whether the model reasons,
         instead of what its template says (`<think>` sections). `reuse_greedy`: let
         temperature-0 requests reuse cached state (default: only on a llama.cpp
-        built without llamafile, where that keeps them bit-exact)."""
+        built without llamafile, where that keeps them bit-exact). `clock`: what cache
+        lifetimes are measured with."""
         self._path = model_path or bundled_model_path()
         self._chat_template = chat_template
         self._declared_thinking = thinking
@@ -128,6 +131,7 @@ class LlamaCppEngine(Engine[_Prepared]):
             step_tokens=max(step_tokens, slots),
             cache_bytes=cache_bytes,
             reuse_greedy=reuse_greedy,
+            clock=clock,
         )
         self._builder: PromptBuilder | None = None
         self._pool: SlotPool[int] | None = None

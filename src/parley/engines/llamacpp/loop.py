@@ -32,7 +32,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +75,7 @@ class BatchLoop:
         cache_bytes: int = 512 << 20,
         record_steps: int = 512,
         reuse_greedy: bool | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if step_tokens < sequences:
             raise ValueError("step_tokens must leave room for one token per sequence")
@@ -83,7 +84,8 @@ class BatchLoop:
         self._requested_ctx = context_per_sequence
         self.threads = threads
         self._step_tokens = step_tokens
-        self.cache = PromptCache(cache_bytes)
+        # `clock`: what cache lifetimes are measured with (tests pass their own).
+        self.cache = PromptCache(cache_bytes, clock)
         # Whether greedy jobs may restore cached state; by default, only where that
         # keeps them bit-exact (see `bit_exact`).
         self.reuse_greedy = reuse_greedy
