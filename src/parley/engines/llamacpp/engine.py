@@ -22,6 +22,7 @@ import codecs
 import importlib.util
 import logging
 import time
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -201,9 +202,7 @@ class LlamaCppEngine(Engine[_Prepared]):
         return PreparedGeneration(request, total, state)
 
     def discard(self, prepared: PreparedGeneration[_Prepared]) -> None:
-        if prepared.state.lease is not None:
-            prepared.state.lease.release()
-            prepared.state.lease = None
+        _release_lease(prepared.state)
 
     async def open(self, prepared: PreparedGeneration[_Prepared]) -> Generation:
         assert self._pool is not None, "engine not started"
@@ -251,6 +250,9 @@ class _Run:
         model = loop.model
         assert model is not None
         self._is_eog = model.is_eog
+        # A generation dropped unread and unclosed (a router's, say, whose own events
+        # never started) still gives its lease back.
+        weakref.finalize(self, _release_lease, prepared.state)
 
     # --- the ticket and the jobs ----------------------------------------------------
 
@@ -282,8 +284,11 @@ class _Run:
 
     def _on_events(self, events: list[LoopEvent]) -> None:
         self._queue.push(events)
-        if isinstance(events[-1], Done | Failed):
+        last = events[-1]
+        if isinstance(last, Done | Failed):
             self._handle = None
+            if isinstance(last, Done) and last.reason == "cancelled":
+                log.info("generation cancelled after %d tokens; sequence free", last.generated)
             if self._closed:
                 self._release()
 
@@ -296,9 +301,7 @@ class _Run:
         """However the generation ended: the lease back if no job took it, a running
         job cancelled (its ticket comes back with its last event), else the ticket."""
         self._closed = True
-        if self._state.lease is not None:
-            self._state.lease.release()
-            self._state.lease = None
+        _release_lease(self._state)
         if self._handle is not None:
             self._handle.cancel()
         else:
@@ -426,6 +429,12 @@ class _Run:
                     tokens += prompt.forced_close
                 thought.tokens = tokens + list(prompt.resume)
                 thought.produced = produced
+
+
+def _release_lease(state: _Prepared) -> None:
+    if state.lease is not None:
+        state.lease.release()
+        state.lease = None
 
 
 @dataclass
