@@ -7,10 +7,19 @@ request faster without changing its usage."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
-from parley.core.generation import CacheMark, TextPart, ToolCall, ToolResult, ToolSpec, Turn
+from parley.core.generation import (
+    CacheMark,
+    Sampling,
+    TextPart,
+    ToolCall,
+    ToolResult,
+    ToolSpec,
+    Turn,
+)
 from parley.engines.llamacpp import LlamaCppEngine
 from tests.clock import FakeClock
 from tests.engines.llamacpp_streams import counts, message, request, started
@@ -248,3 +257,23 @@ async def test_a_discarded_request_gives_its_entry_back(engine: LlamaCppEngine) 
     generation = await engine.open(await engine.prepare(sent))
     await generation.events.aclose()  # never read: still given back
     assert entry.pins == 0
+
+
+async def test_without_bit_exact_reuse_greedy_requests_only_write() -> None:
+    """As on a llama.cpp built with llamafile (greedy output would change if read from
+    the cache): greedy requests read nothing, though they still write; sampled ones
+    read."""
+    eng = LlamaCppEngine(
+        slots=1, threads=2, context_window=1024, cache_min_tokens=MIN_TOKENS, reuse_greedy=False
+    )
+    await eng.start()
+    try:
+        mark = system_end(eng)
+        greedy = request("Where is the reading room?", system=SYSTEM, mark=CacheMark())
+        total = await eng.count_tokens(greedy)
+        for _ in range(2):
+            assert counts((await message(eng, greedy)).usage) == (total - mark, mark, 0)
+        sampled = replace(greedy, sampling=Sampling(temperature=1.0, seed=3))
+        assert counts((await message(eng, sampled)).usage) == (total - mark, 0, mark)
+    finally:
+        await eng.aclose()
