@@ -88,14 +88,14 @@ def bench_bare(path: Path, request: GenerationRequest, threads: int, repeats: in
     runs = []
     try:
         for _ in range(repeats):
-            # Parley resets the slot before a temperature-0 request (engines/llamacpp.py
-            # `_decode`), so each run evaluates the whole prompt instead of reusing the KV
-            # prefix cached by the previous run; do the same here.
+            # Each run evaluates the whole prompt. Parley's engine keeps a finished
+            # sequence's KV and reuses it for the same prompt, so its TTFT after the
+            # first run is lower than this; decode rates are unaffected.
             llm.reset()  # type: ignore[no-untyped-call]
             tokens: list[int] = []
             start = time.perf_counter()
             first = start
-            # Parley's sampler arguments for temperature 0 (engines/llamacpp.py `_decode`);
+            # Greedy, as Parley samples at temperature 0 (engines/llamacpp/sampling.py);
             # with temp 0 llama-cpp-python samples greedily and the others have no effect.
             generate = llm.generate(
                 prompt, temp=0.0, top_k=0, top_p=1.0, min_p=0.05, repeat_penalty=1.0
