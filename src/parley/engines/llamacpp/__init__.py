@@ -2,9 +2,11 @@
 
 This package is the only home of `llama_cpp` (the import-linter contract in
 pyproject.toml). `engine` is the Engine the registry builds; the rest is its
-machinery: the batch loop (`loop`, with `context`, `batch`, `sampling`,
-`sequence`, `jobs`), the prompt cache (`cache`), the model and its vocabulary
-(`model`) and the GBNF grammars for tool calls and output formats (`grammar`).
+machinery: a request's prompt and cache breakpoints (`prompt`), one generation's
+jobs and events (`run`), the batch loop (`loop`, with `context`, `batch`,
+`sampling`, `sequence`, `jobs`), the prompt cache (`cache`), the model and its
+vocabulary (`model`) and the GBNF grammars for tool calls and output formats
+(`grammar`).
 """
 
 from parley.engines.llamacpp.engine import LlamaCppEngine, bundled_model_path
