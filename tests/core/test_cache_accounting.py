@@ -31,14 +31,11 @@ async def test_cache_marks_stay_on_their_parts() -> None:
         {
             "model": "m",
             "max_tokens": 10,
-            "cache_control": EPHEMERAL,
             "system": [
                 {"type": "text", "text": "Rules."},
                 {"type": "text", "text": "Manual.", "cache_control": ONE_HOUR},
             ],
-            "tools": [
-                {"name": "t", "input_schema": {"type": "object"}, "cache_control": EPHEMERAL}
-            ],
+            "tools": [{"name": "t", "input_schema": {"type": "object"}}],
             "messages": [
                 {
                     "role": "user",
@@ -71,16 +68,31 @@ async def test_cache_marks_stay_on_their_parts() -> None:
         }
     )
     request = await generation_request(params, EngineCapabilities(tools=True))
-    assert request.cache == CacheMark()
+    assert request.cache is None
     assert request.system == "Rules.\n\nManual."
     assert [p.cache for p in request.system_parts] == [None, CacheMark("1h")]
-    assert request.tools[0].cache == CacheMark()
+    assert request.tools[0].cache is None
     document, call, result = (turn.parts[0] for turn in request.turns)
     assert document.cache == CacheMark()
     assert isinstance(call, ToolCall)
     assert call.cache == CacheMark()
     assert isinstance(result, ToolResult)
     assert result.cache == CacheMark("1h")
+
+
+async def test_tools_and_the_request_itself_carry_marks() -> None:
+    params = MessageCreateParams.model_validate(
+        {
+            "model": "m",
+            "max_tokens": 10,
+            "cache_control": EPHEMERAL,
+            "tools": [{"name": "t", "input_schema": {"type": "object"}, "cache_control": ONE_HOUR}],
+            "messages": [{"role": "user", "content": "hi"}],
+        }
+    )
+    request = await generation_request(params, EngineCapabilities(tools=True))
+    assert request.cache == CacheMark()
+    assert request.tools[0].cache == CacheMark("1h")
 
 
 async def test_a_plain_system_string_has_no_parts() -> None:

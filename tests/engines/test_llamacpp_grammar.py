@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from parley.engines.llamacpp_grammar import (
+from parley.engines.llamacpp.grammar import (
     NoGrammarError,
     bounded_number,
     call_grammar,

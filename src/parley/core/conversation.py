@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from parley.core.cache_marks import check_cache_breakpoints
 from parley.core.document_blocks import read_document
 from parley.core.file_sources import (
     DocumentFetch,
@@ -290,7 +291,7 @@ async def generation_request(
     tools = tool_specs(params.tools, capabilities, params.model)
     thinking = thinking_of(params, capabilities, params.max_tokens)
     check_thinking_turns(params.messages, thinking)
-    return GenerationRequest(
+    request = GenerationRequest(
         model=params.model,
         system=_system_text(params.system),
         turns=await build_turns(params.messages, params.model, capabilities, sources, signer),
@@ -308,6 +309,8 @@ async def generation_request(
         output_schema=output_schema(params, capabilities),
         thinking=thinking,
     )
+    check_cache_breakpoints(request)
+    return request
 
 
 async def counting_request(
@@ -319,7 +322,7 @@ async def counting_request(
     # `compaction` is accepted and ignored here, as the API documents for count_tokens.
     check_prompt_fields(params, capabilities)
     tools = tool_specs(params.tools, capabilities, params.model)
-    return GenerationRequest(
+    request = GenerationRequest(
         model=params.model,
         system=_system_text(params.system),
         turns=await build_turns(params.messages, params.model, capabilities, sources, signer),
@@ -331,3 +334,5 @@ async def counting_request(
         output_schema=output_schema(params, capabilities),
         thinking=thinking_of(params, capabilities, None),
     )
+    check_cache_breakpoints(request)
+    return request

@@ -360,6 +360,10 @@ class GenerationRequest:
     # `output_config.format`: the reply's text is JSON valid against this schema.
     output_schema: Mapping[str, Any] | None = None
     thinking: Thinking = field(default_factory=Thinking)
+    # Whose prompt-cache entries this request may read and write: the API key's id, set
+    # by the pipeline (None: no caching). Entries are never shared between scopes, since
+    # a cache hit is visible in timing to whoever shares it.
+    cache_scope: str | None = None
 
     @property
     def prefill(self) -> str | None:

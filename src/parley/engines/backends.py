@@ -31,7 +31,7 @@ def local_engine(
 
         return ScriptedEngine(
             context_window=context_window or 8192,
-            slots=backend.slots,
+            slots=backend.slots or 2,
             max_waiting=queue_size,
             token_delay=backend.token_delay,
         )
@@ -41,10 +41,14 @@ def local_engine(
     return LlamaCppEngine(
         backend.path,
         context_window=context_window,
-        slots=backend.slots,
+        slots=backend.slots or 4,
         threads=backend.threads,
         max_waiting=queue_size,
         thinking=thinking,
+        context_per_sequence=backend.context_per_sequence,
+        step_tokens=backend.step_tokens,
+        cache_bytes=backend.cache_bytes,
+        cache_min_tokens=backend.cache_min_tokens,
     )
 
 

@@ -15,11 +15,13 @@ call whose input JSON is streamed as it is generated.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from parley.core.cache_marks import part_marks
 from parley.core.generation import (
+    CacheMark,
     DocumentPart,
     TextPart,
     ToolCall,
@@ -99,6 +101,34 @@ def turn_text(turn: Turn) -> str:
         elif isinstance(part, TextPart | DocumentPart):
             pieces.append(part.text)
     return "\n".join(pieces) if turn.tool_calls or turn.tool_results else turn.text
+
+
+def marked_turn_text(turn: Turn, mark: Callable[[CacheMark], str]) -> str:
+    """`turn_text` with `mark(...)` written just after each part that carries a cache
+    breakpoint (a mark on a part the text leaves out, an image, goes where it would
+    be). Without the marks' text it is exactly `turn_text(turn)`."""
+    calls = bool(turn.tool_calls or turn.tool_results)
+    pieces: list[str] = []
+    pending = ""  # marks of parts with no text of their own, for the previous piece
+    for part in turn.parts:
+        piece: str | None = None
+        if isinstance(part, ToolCall):
+            piece = call_text(part) if calls else None
+        elif isinstance(part, ToolResult):
+            piece = result_text(part) if calls else None
+        elif isinstance(part, TextPart | DocumentPart):
+            piece = part.text
+        marks = "".join(mark(m) for m in part_marks(part))
+        if piece is None:
+            if pieces:
+                pieces[-1] += marks
+            else:
+                pending += marks
+            continue
+        pieces.append(pending + piece + marks)
+        pending = ""
+    text = ("\n" if calls else "\n\n").join(pieces)
+    return text + pending
 
 
 def template_message(turn: Turn) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from parley.config import LocalBackendConfig, ModelConfig, Settings
+from parley.config import LOCAL_FIELDS, LocalBackendConfig, ModelConfig, Settings
 from parley.core.model_capabilities import model_capabilities
 from parley.engines.base import Engine
 from parley.errors import NotFoundError
@@ -44,13 +44,7 @@ def build_engine(config: ModelConfig, settings: Settings) -> Engine[Any]:
     from parley.engines.backends import declared_capabilities, local_engine
 
     engine = local_engine(
-        LocalBackendConfig(
-            engine=config.engine,
-            path=config.path,
-            slots=config.slots,
-            threads=config.threads,
-            token_delay=config.token_delay,
-        ),
+        LocalBackendConfig(**config.model_dump(include=set(LOCAL_FIELDS))),
         context_window=config.context_window,
         queue_size=settings.queue_size,
         thinking=config.thinking,

@@ -247,6 +247,8 @@ class MessagePipeline:
             request = await generation_request(
                 params, engine.capabilities, self._sources(key), self._signer
             )
+            # A prompt cache is the key's own: another key never reads its entries.
+            request = replace(request, cache_scope=key.id)
             managed: ContextManagementResponse | None = None
             if params.context_management is not None:
                 # Applied before the prompt is built: the engine sees the edited turns.

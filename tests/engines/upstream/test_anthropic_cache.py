@@ -108,7 +108,7 @@ REQUEST = {
     "messages": [
         {
             "role": "user",
-            "content": [{"type": "text", "text": "A long document", "cache_control": EPHEMERAL}],
+            "content": "A long document",
         },
         {
             "role": "assistant",
@@ -118,7 +118,6 @@ REQUEST = {
                     "id": "toolu_1",
                     "name": "lookup",
                     "input": {},
-                    "cache_control": EPHEMERAL,
                 }
             ],
         },
@@ -137,6 +136,7 @@ REQUEST = {
     ],
     "cache_control": EPHEMERAL,
 }
+# Four breakpoints, the API's limit: system, tools, a tool result, automatic.
 
 
 @pytest.mark.parametrize("stream", [False, True])
