@@ -23,6 +23,7 @@ full conversation first (pipeline/threads.py); its turn is kept just before
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Coroutine
@@ -121,6 +122,11 @@ class MessageRun:
             )
             if self._span is not None:
                 self._tracing.failed(self._span, exc)
+            if self._thread is not None:
+                # Given back before the error goes out, so the client may continue from
+                # the same reply again at once.
+                with contextlib.suppress(Exception):
+                    await self._thread.release()
             raise
         finally:
             self._finish()
