@@ -123,7 +123,7 @@ class AnthropicUpstreamEngine(UpstreamEngine):
     def opened_cache(self, stream: OpenStream | None) -> CacheUsage | None:
         return cache_usage(_head_usage(stream))
 
-    def error_from(self, status: int, body: bytes, headers: httpx.Headers) -> APIError:
+    def error_from(self, status: int, body: bytes, headers: Mapping[str, str]) -> APIError:
         message, kind = error_message(body)
         return anthropic_error(kind, message, headers, status=status, upstream=self.name)
 

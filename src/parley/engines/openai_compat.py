@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,7 +179,7 @@ class OpenAICompatEngine(UpstreamEngine):
         assert body is not None
         return body
 
-    def error_from(self, status: int, body: bytes, headers: httpx.Headers) -> APIError:
+    def error_from(self, status: int, body: bytes, headers: Mapping[str, str]) -> APIError:
         message, _ = error_message(body)
         return status_error(status, message, headers, upstream=self.name, body=body)
 

@@ -13,7 +13,7 @@ try another backend (api-spec §6.4: once a stream has its 200, errors can only 
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ from parley.engines.token_estimates import estimate_input_tokens
 from parley.engines.upstream_errors import transport_error
 from parley.engines.upstream_http import (
     CLAIM_TIMEOUT,
+    GenerationClient,
     OpenStream,
     UpstreamCall,
     open_stream,
@@ -75,6 +76,12 @@ class UpstreamEngine(Engine[UpstreamRequest]):
             read_timeout=config.read_timeout,
             transport=transport,
         )
+        self._generations = GenerationClient(
+            config.base_url,
+            headers,
+            connect_timeout=config.connect_timeout,
+            read_timeout=config.read_timeout,
+        )
 
     @property
     def context_window(self) -> int:
@@ -110,12 +117,12 @@ class UpstreamEngine(Engine[UpstreamRequest]):
 
     async def _open(self, path: str, body: dict[str, Any]) -> OpenStream:
         stream = await open_stream(
-            self._client, path, body, upstream=self.name, error_from=self.error_from
+            self._generations, path, body, upstream=self.name, error_from=self.error_from
         )
         try:
             await self.on_open(stream)
         except BaseException:
-            await stream.aclose()
+            stream.close()
             raise
         return stream
 
@@ -127,7 +134,7 @@ class UpstreamEngine(Engine[UpstreamRequest]):
             async for event in self.read(stream, planned, request):
                 yield event
         finally:
-            await stream.aclose()
+            stream.close()
 
     async def get(self, path: str, **params: Any) -> httpx.Response:
         try:
@@ -137,6 +144,7 @@ class UpstreamEngine(Engine[UpstreamRequest]):
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        await self._generations.aclose()
 
     # -- what each upstream API does its own way --------------------------------------
 
@@ -156,7 +164,7 @@ class UpstreamEngine(Engine[UpstreamRequest]):
     def body(self, request: GenerationRequest) -> dict[str, Any]: ...
 
     @abstractmethod
-    def error_from(self, status: int, body: bytes, headers: httpx.Headers) -> APIError: ...
+    def error_from(self, status: int, body: bytes, headers: Mapping[str, str]) -> APIError: ...
 
     async def on_open(self, stream: OpenStream) -> None:
         """Read what must be known before the client's response starts."""

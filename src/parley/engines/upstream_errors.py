@@ -12,6 +12,7 @@ import logging
 import re
 from collections.abc import Mapping
 
+import aiohttp
 import httpx
 
 from parley.errors import (
@@ -128,13 +129,21 @@ def context_error(message: str | None, body: bytes | None = None) -> InvalidRequ
     return None
 
 
-def transport_error(exc: httpx.HTTPError, *, upstream: str) -> APIError:
-    """A failure to reach or read the upstream, as the error Parley's client should see."""
+def transport_error(exc: Exception, *, upstream: str) -> APIError:
+    """A failure to reach or read the upstream (an httpx or aiohttp error, or a line too
+    long to read), as the error Parley's client should see."""
     log.warning("upstream %s: %s: %s", upstream, type(exc).__name__, exc)
     retry = {"x-should-retry": "true"}
-    if isinstance(exc, httpx.ReadTimeout):
+    if isinstance(exc, httpx.ReadTimeout | aiohttp.SocketTimeoutError):
         return GatewayTimeoutError("Request timed out", headers=retry)
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+    unreachable = (
+        httpx.ConnectError,
+        httpx.ConnectTimeout,
+        httpx.PoolTimeout,
+        aiohttp.ClientConnectorError,
+        aiohttp.ConnectionTimeoutError,
+    )
+    if isinstance(exc, unreachable):
         return OverloadedError("Overloaded", headers=retry)
     return InternalServerError("Internal server error", headers=retry)
 

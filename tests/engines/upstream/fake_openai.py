@@ -106,6 +106,9 @@ async def _stream(state: FakeState, d: dict[str, str], words: list[str]) -> Asyn
             await asyncio.sleep(float(d["prefill_delay"]))
         for sent, word in enumerate([] if "tool" in d else words):
             if str(sent) == d.get("die_after"):
+                # A crash comes after what was sent has arrived: Parley's reader (aiohttp)
+                # reports a dropped connection before what it still had buffered.
+                await asyncio.sleep(0.2)
                 raise ConnectionAbortedError("scripted death")  # uvicorn drops the connection
             if str(sent) == d.get("error_after"):
                 error = {"message": "scripted failure", "type": "InternalError", "code": 500}

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 
 from parley.config import OpenAIBackendConfig
 from parley.core.generation import (
@@ -33,6 +34,7 @@ from parley.engines.openai_flavors import FLAVORS
 from parley.engines.openai_tools import ReplyShape, call_schema, reply_shape, shaped
 from parley.engines.openai_wire import chat_body
 from parley.errors import InternalServerError, InvalidRequestError
+from tests.engines.upstream.servers import free_port
 
 CONFIG = OpenAIBackendConfig(engine="openai", base_url="http://up/v1", model="m")
 WEATHER = ToolSpec(
@@ -343,38 +345,43 @@ async def test_a_request_prepared_before_the_server_answered_is_planned_again(
     # The server is down at start, then comes up as llama-cpp-python: the prefill that
     # was planned as vLLM's flag goes through /v1/completions with the template.
     sent: list[tuple[str, dict[str, Any]]] = []
-    up = False
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        if not up:
-            raise httpx.ConnectError("refused", request=request)
+    async def handle(request: web.Request) -> web.Response:
         if request.method == "GET":
-            if request.url.path == "/v1/models":
-                return httpx.Response(200, json={"data": [{"id": "m", "owned_by": "me"}]})
-            if request.url.path == "/openapi.json":
-                return httpx.Response(200, json={"info": {"title": "🦙 llama.cpp Python API"}})
-            return httpx.Response(404)
-        sent.append((request.url.path, json.loads(request.content)))
+            if request.path == "/v1/models":
+                return web.json_response({"data": [{"id": "m", "owned_by": "me"}]})
+            if request.path == "/openapi.json":
+                return web.json_response({"info": {"title": "🦙 llama.cpp Python API"}})
+            return web.Response(status=404)
+        sent.append((request.path, await request.json()))
         body = stream({"choices": [{"index": 0, "text": " blue.", "finish_reason": "stop"}]})
-        return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+        return web.Response(body=body, content_type="text/event-stream")
 
     template = tmp_path / "chat.jinja"
     template.write_text(
         "{% for m in messages %}<{{ m.role }}>{{ m.content }}</{{ m.role }}>{% endfor %}"
     )
-    config = CONFIG.model_copy(update={"chat_template": template})
-    engine = OpenAICompatEngine(config, transport=httpx.MockTransport(handle))
+    port = free_port()
+    config = CONFIG.model_copy(
+        update={"chat_template": template, "base_url": f"http://127.0.0.1:{port}/v1"}
+    )
+    engine = OpenAICompatEngine(config)
+    app = web.Application()
+    app.router.add_route("*", "/{path:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
     try:
         await engine.start()  # nobody answers: the flavor stays unknown
         req = request(Turn.of("user", "Sky?"), Turn.of("assistant", "The sky is"))
         prepared = await engine.prepare(req)
         assert prepared.state.body is not None
         assert prepared.state.body["continue_final_message"] is True
-        up = True
+        await web.TCPSite(runner, "127.0.0.1", port).start()
         generation = await engine.open(prepared)
         events = [e async for e in generation.events]
     finally:
         await engine.aclose()
+        await runner.cleanup()
     assert engine.upstream.flavor.name == "llama-cpp-python"
     ((path, body),) = sent
     assert path == "/v1/completions"
