@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from parley.core.records import ApiKey
+from parley.core.records import ApiKey, UsageRecord
 from parley.pipeline.background import BackgroundWork
 from parley.pipeline.keyring import Keyring
 from parley.store.database import Database, open_database
 from parley.store.key_changes import key_changes
 from parley.store.keys import KeyStore
+from parley.store.usage import UsageStore
 
 
 class CountingStore(KeyStore):
@@ -103,3 +105,23 @@ async def test_a_change_made_here_applies_before_the_call_returns(keys: Ring) ->
     assert await ring.find(created.secret) is not None
     await ring.update(created.key.id, status="inactive")
     assert await ring.find(created.secret) is None
+
+
+async def test_other_writes_to_the_database_leave_the_keys_in_memory(
+    keys: Ring, databases: tuple[Database, Database]
+) -> None:
+    # Usage and batch writes commit every second; were they news to the keyring, every
+    # process would read its keys from the store again after each of them.
+    ring, store, background = keys
+    secret = (await store.create("k")).secret
+    assert await ring.find(secret) is not None
+    await background.drain()
+    await asyncio.sleep(0.2)  # PostgreSQL: the create's own notification arrives
+    assert await ring.find(secret) is not None
+    reads = store.reads
+    for day in range(5):
+        await UsageStore(databases[1]).add_all(
+            [UsageRecord("key_x", "m", datetime(2026, 1, day + 1, tzinfo=UTC), input_tokens=3)]
+        )
+        assert await ring.find(secret) is not None
+    assert store.reads == reads

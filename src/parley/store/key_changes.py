@@ -4,9 +4,10 @@ keys in memory and still refuse a revoked key at once, whichever process revoked
 `stamp()` is cheap (no database round trip) and changes whenever a key may have
 changed; a value read under an older stamp is stale.
 
-- SQLite: every process shares one file, and any commit changes the file or its
-  write-ahead log (size or modification time); a stat of both is the stamp. Other
-  writes (usage, batches) change it too, which only costs a re-read.
+- SQLite: every process shares one database file, and beside it a marker file
+  that every key change grows by a byte once it has committed (store/keys.py); a
+  stat of the marker is the stamp. Other writes (usage, batches, which commit every
+  second) leave it alone, so they do not send every process back to the store.
 - PostgreSQL: every write to `api_keys` sends a NOTIFY in its own transaction
   (store/keys.py), and each process LISTENs on one connection of its own. While that
   connection is down nothing can be trusted: the stamp changes on every call, so
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from sqlalchemy.engine import URL
 
 from parley.store.database import Database
 
@@ -56,20 +58,31 @@ class KeyChanges:
 
 
 class FileKeyChanges(KeyChanges):
-    def __init__(self, path: Path) -> None:
+    def __init__(self, marker: Path) -> None:
         super().__init__()
-        self._files = (str(path), f"{path}-wal")
+        self._marker = str(marker)
 
     def stamp(self) -> Any:
-        seen: list[tuple[int, int]] = []
-        for name in self._files:
-            try:
-                info = os.stat(name)
-            except FileNotFoundError:
-                seen.append((0, 0))
-            else:
-                seen.append((info.st_mtime_ns, info.st_size))
-        return (self._local, *seen)
+        try:
+            info = os.stat(self._marker)
+        except FileNotFoundError:
+            return (self._local, 0, 0)
+        return (self._local, info.st_size, info.st_mtime_ns)
+
+
+def _marker(url: URL) -> Path | None:
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        return Path(f"{url.database}-keys")
+    return None
+
+
+def mark_changed(url: URL) -> None:
+    """Tell every process on this SQLite database that a key changed (PostgreSQL is
+    told by NOTIFY): the marker grows by a byte, so its size never repeats."""
+    marker = _marker(url)
+    if marker is not None:
+        with open(marker, "ab") as out:
+            out.write(b".")
 
 
 class NotifyKeyChanges(KeyChanges):
@@ -140,6 +153,7 @@ def key_changes(database: Database) -> KeyChanges:
     if url.get_backend_name() == "postgresql":
         dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         return NotifyKeyChanges(dsn)
-    if url.get_backend_name() == "sqlite" and url.database:
-        return FileKeyChanges(Path(url.database))
+    marker = _marker(url)
+    if marker is not None:
+        return FileKeyChanges(marker)
     return KeyChanges()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -13,7 +15,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from parley.core.records import ApiKey
-from parley.store.key_changes import CHANNEL
+from parley.store.key_changes import CHANNEL, mark_changed
 from parley.store.schema import api_keys
 from parley.store.time import aware
 
@@ -62,11 +64,16 @@ class KeyStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def _announce(self, conn: AsyncConnection) -> None:
-        """Every process that keeps keys in memory hears of a change when it commits
-        (PostgreSQL; on SQLite the file's change is the news: store/key_changes.py)."""
-        if conn.dialect.name == "postgresql":
-            await conn.execute(select(func.pg_notify(CHANNEL, "")))
+    @asynccontextmanager
+    async def _changing(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that changes keys. Every process that keeps keys in memory
+        hears of it when it commits: a NOTIFY in the transaction (PostgreSQL), or the
+        SQLite marker file grown once it has committed (store/key_changes.py)."""
+        async with self._engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.execute(select(func.pg_notify(CHANNEL, "")))
+            yield conn
+        mark_changed(self._engine.url)
 
     async def create(
         self,
@@ -88,8 +95,7 @@ class KeyStore:
             created_at=datetime.now(UTC),
             browser_access=browser_access,
         )
-        async with self._engine.begin() as conn:
-            await self._announce(conn)
+        async with self._changing() as conn:
             await conn.execute(
                 insert(api_keys).values(
                     id=key.id,
@@ -158,8 +164,7 @@ class KeyStore:
             # Archived is final; the condition is in the UPDATE itself so that a
             # reactivation racing a revoke on another replica cannot undo it.
             statement = statement.where(api_keys.c.status != "archived")
-        async with self._engine.begin() as conn:
-            await self._announce(conn)
+        async with self._changing() as conn:
             changed = (await conn.execute(statement.values(values))).rowcount if values else 0
             if changed == 0:
                 row = (
