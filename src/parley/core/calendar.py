@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import UTC, datetime
 
@@ -35,4 +36,10 @@ def rfc3339(at: datetime) -> str:
 def rfc3339_ceil(epoch: float) -> str:
     """A moment in epoch seconds, rounded up to a whole second (reset times: a
     client that waits until then is sure to find the bucket refilled)."""
-    return rfc3339(datetime.fromtimestamp(math.ceil(epoch), UTC))
+    return _rfc3339_second(math.ceil(epoch))
+
+
+# Every answer carries three reset times, nearly always within the same few seconds.
+@functools.lru_cache(maxsize=256)
+def _rfc3339_second(epoch: int) -> str:
+    return rfc3339(datetime.fromtimestamp(epoch, UTC))
