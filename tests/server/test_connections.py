@@ -88,6 +88,32 @@ def test_a_head_that_never_ends_gets_408(server: ParleyProcess) -> None:
         assert_timeout_408(*read_all(sock))
 
 
+def test_the_next_head_on_a_kept_alive_connection_has_its_own_deadline(
+    server: ParleyProcess,
+) -> None:
+    request = (
+        b"GET /v1/models HTTP/1.1\r\nhost: x\r\nx-api-key: "
+        + server.api_key.encode()
+        + b"\r\nanthropic-version: 2023-06-01\r\n\r\n"
+    )
+    with connect(server) as sock:
+        sock.sendall(request)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        time.sleep(1.5)  # idle past the head deadline, within keep-alive: no 408
+        sock.sendall(b"GET /v1/models HTTP/1.1\r\nhost")
+        assert_timeout_408(*read_all(sock))
+
+
+def test_a_head_too_large_is_malformed(server: ParleyProcess) -> None:
+    with connect(server) as sock:
+        sock.sendall(b"GET /v1/models HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 20000)
+        raw, seconds = read_all(sock)
+    status, headers, body = envelope(raw)
+    assert status == 400, raw[:200]
+    assert body["request_id"] == headers["request-id"]
+    assert seconds < 0.9  # not the head deadline
+
+
 def test_a_silent_connection_is_closed(server: ParleyProcess) -> None:
     with connect(server) as sock:
         raw, seconds = read_all(sock)

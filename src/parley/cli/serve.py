@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 
@@ -32,7 +31,7 @@ def serve(
 ) -> None:
     """Start the API server."""
     settings = read_settings(config, host=host, port=port, workers=workers, data_dir=data_dir)
-    from parley.server.serve import run, setup_logging
+    from parley.server.serve import run, run_loop, setup_logging
     from parley.telemetry.tracing import TracingUnavailable
 
     setup_logging(settings)
@@ -42,6 +41,6 @@ def serve(
 
             run_workers(settings)
         else:
-            asyncio.run(run(settings))
+            run_loop(run(settings))
     except TracingUnavailable as exc:
         raise click.ClickException(str(exc)) from exc

@@ -120,7 +120,9 @@ class RedisBackend(BucketBackend):
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1),
         )
-        self._errors = (RedisError, OSError)
+        # RuntimeError: uvloop refuses to write on a connection the peer has already
+        # reset, where asyncio's loop drops the bytes and the read then fails.
+        self._errors = (RedisError, OSError, RuntimeError)
         self._prefix = prefix
         self._take = self._redis.register_script(_TAKE)
         self._give = self._redis.register_script(_GIVE)

@@ -26,10 +26,12 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Coroutine, Generator
 from types import FrameType
+from typing import Any
 
 import uvicorn
+import uvloop
 
 from parley.config import Settings
 from parley.server.app import create_app
@@ -138,6 +140,12 @@ def connection_limits(settings: Settings, organization_id: str) -> ConnectionLim
     )
 
 
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """`asyncio.run` for a serving process, on uvloop: an event loop in C, with uvicorn's
+    protocol on its transports in place of asyncio's Python ones."""
+    uvloop.run(main)
+
+
 async def run(settings: Settings) -> None:
     """One process: create a key if there is none, then serve."""
     bootstrap = await bootstrap_key(settings)
@@ -168,6 +176,9 @@ async def serve(
             host=settings.host,
             port=settings.port,
             http=protocol_class(connection_limits(settings, svc.organization_id)),
+            # No route speaks WebSocket; were a connection handed over to one (uvicorn
+            # does when the library is installed), its HTTP deadlines would follow it.
+            ws="none",
             log_config=None,
             log_level=settings.log_level,
             timeout_keep_alive=int(settings.keep_alive_timeout),

@@ -28,7 +28,14 @@ from multiprocessing.queues import Queue
 from types import FrameType
 
 from parley.config import Settings
-from parley.server.serve import CUT_GRACE, bootstrap_key, print_bootstrap_key, serve, setup_logging
+from parley.server.serve import (
+    CUT_GRACE,
+    bootstrap_key,
+    print_bootstrap_key,
+    run_loop,
+    serve,
+    setup_logging,
+)
 from parley.services import Services
 
 log = logging.getLogger("parley")
@@ -144,4 +151,4 @@ def _worker(settings: Settings, sock: socket.socket, ready: Queue[int], index: i
         log.info("worker %d ready", index)
         ready.put(index)
 
-    asyncio.run(serve(settings, announce, sock, signals=(signal.SIGTERM,)))
+    run_loop(serve(settings, announce, sock, signals=(signal.SIGTERM,)))
