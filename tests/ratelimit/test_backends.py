@@ -191,3 +191,23 @@ async def test_redis_state_expires_once_it_would_be_full(redis_url: str, redis_p
     finally:
         await client.aclose()
         await backend.aclose()
+
+
+async def test_redis_connections_dropped_by_the_server_are_replaced_without_an_outage(
+    redis_url: str, redis_prefix: str
+) -> None:
+    # A Redis restart (or a proxy's idle timeout) leaves the pool's connections dead;
+    # the next command is tried once more on a fresh one instead of failing.
+    import redis.asyncio as redis
+
+    backend = RedisBackend(redis_url, redis_prefix)
+    admin = redis.from_url(redis_url)
+    try:
+        assert (await backend.take([Demand("k", 60, 1)], T0)).allowed
+        await admin.client_setname("parley-test-admin")
+        await admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        assert (await backend.take([Demand("k", 60, 1)], T0)).allowed
+        assert backend.outage.failures == 0
+    finally:
+        await admin.aclose()
+        await backend.aclose()

@@ -110,9 +110,9 @@ class RedisBackend(BucketBackend):
 
     def __init__(self, url: str, prefix: str, *, timeout: float = 2.0) -> None:
         import redis.asyncio as redis  # only the Redis backend needs it
+        from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
         from redis.exceptions import RedisError
-        from redis.retry import Retry
 
         self._redis: Any = redis.from_url(
             url,
