@@ -8,9 +8,12 @@ one model has that server as its `openai` backend, and LiteLLM's proxy (installe
 worker, master key, no database). Then, for plain and streamed requests at each
 concurrency, the same client sends the same Anthropic-in work to Parley and LiteLLM
 (`POST /v1/messages`) and the equivalent OpenAI chat request straight to the fake
-(`POST /v1/chat/completions`), round-robin over the three, and prints requests/s and
+(`POST /v1/chat/completions`), round-robin over the targets, and prints requests/s and
 latency p50/p99 for each, Parley's added p50 over direct, and Parley/LiteLLM ratios,
-with the load average. Run from the repository root:
+with the load average. A fourth target, `passthrough` (bench/passthrough.py), is the
+floor of Parley's stack: the same server and client libraries forwarding the OpenAI
+request untouched, so the table shows what the stack costs apart from Parley's work.
+Run from the repository root:
 
     .venv/bin/python bench/gateway.py [--requests N] [--rounds R] [--concurrency 1,16,64]
 """
@@ -43,13 +46,15 @@ from bench.peers import (  # noqa: E402
     load_avg,
     machine,
     rotations,
+    stop_process,
+    wait_ready,
 )
 from tests.engines.upstream.procs import FakeUpstreamProcess  # noqa: E402
 from tests.serverproc import ParleyProcess  # noqa: E402
 
 MODEL = "bench-up"
 PROMPT = "say: The quick brown fox jumps over the lazy dog."
-TARGETS = ("direct", "parley", "litellm")
+TARGETS = ("direct", "parley", "litellm", "passthrough")
 # Limits far above what the run sends: the limiter still runs, it never refuses.
 CONFIG = """
 [tiers.default]
@@ -123,7 +128,7 @@ def senders(bases: dict[str, tuple[str, str]], stream: bool) -> dict[str, Send]:
     Anthropic Messages request to the gateways. `bases` maps a target to (URL, key)."""
     out: dict[str, Send] = {}
     for name, (base, key) in bases.items():
-        if name == "direct":
+        if name in ("direct", "passthrough"):
             out[name] = sender(
                 f"{base}/chat/completions",
                 {
@@ -194,9 +199,10 @@ async def measure(
 
 
 def report(rows: list[Row], names: list[str]) -> None:
-    short = {"direct": "dir", "parley": "par", "litellm": "lite"}
+    short = {"direct": "dir", "parley": "par", "litellm": "lite", "passthrough": "pass"}
     cols = [short[n] for n in names]
     gateways = [n for n in names if n != "direct"]
+    both = "parley" in names and "litellm" in names
 
     def group(suffix: str) -> str:
         return " ".join(f"{c + suffix:>8}" for c in cols)
@@ -204,7 +210,7 @@ def report(rows: list[Row], names: list[str]) -> None:
     head = (
         f"{'mode':6} {'conc':>4} | {group(' r/s')} | {group(' p50')} | {group(' p99')} | "
         + " ".join(f"{short[g] + ' +p50':>9}" for g in gateways)
-        + (f" | {'par/lite r/s':>12} {'lite/par p50':>12}" if len(gateways) == 2 else "")
+        + (f" | {'par/lite r/s':>12} {'lite/par p50':>12}" if both else "")
         + " | load (1/5/15 min) start -> end"
     )
     print()
@@ -228,12 +234,33 @@ def report(rows: list[Row], names: list[str]) -> None:
             line += " ".join(f"{row.p50(g) - row.p50('direct'):>9.2f}" for g in gateways)
         else:
             line += " ".join(f"{'-':>9}" for _ in gateways)
-        if len(gateways) == 2:
+        if both:
             line += (
                 f" | {fmt(row.rps('parley') / row.rps('litellm'), 2):>12} "
                 f"{fmt(row.p50('litellm') / row.p50('parley'), 2):>12}"
             )
         print(line + f" | {row.load}")
+
+
+@dataclass
+class PassthroughProcess:
+    log_path: Path
+    upstream: str
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> str:
+        port = free_port()
+        args = [sys.executable, str(ROOT / "bench" / "passthrough.py"), "--port", str(port)]
+        with open(self.log_path, "wb") as out:
+            self.proc = subprocess.Popen(
+                [*args, "--upstream", self.upstream], stdout=out, stderr=subprocess.STDOUT
+            )
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(self.proc, f"{url}/health", self.log_path, 60, "passthrough")
+        return url
+
+    def stop(self) -> None:
+        stop_process(self.proc)
 
 
 def workers_flag_supported() -> bool:
@@ -296,6 +323,7 @@ def main() -> None:
         litellm = LiteLLMProcess(
             args.litellm, tmp / "litellm", MODEL, fake.url, workers=args.litellm_workers
         )
+        passthrough = PassthroughProcess(tmp / "passthrough.log", fake.url)
         try:
             bases: dict[str, tuple[str, str]] = {}
             for name in names:
@@ -305,6 +333,8 @@ def main() -> None:
                 elif name == "parley":
                     parley.start()
                     bases[name] = (parley.base_url, parley.api_key)
+                elif name == "passthrough":
+                    bases[name] = (passthrough.start(), "")
                 else:
                     litellm.start()
                     bases[name] = (litellm.base_url, litellm.master_key)
@@ -315,6 +345,7 @@ def main() -> None:
         finally:
             parley.stop()
             litellm.stop()
+            passthrough.stop()
             fake.stop()
     report(rows, names)
     print(f"\nload average at end: {load_avg()}")

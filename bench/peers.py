@@ -123,7 +123,7 @@ def fmt(value: float, digits: int = 1) -> str:
 # -- peer processes -----------------------------------------------------------------------------
 
 
-def _wait_ready(
+def wait_ready(
     proc: subprocess.Popen[bytes], url: str, log_path: Path, timeout: float, what: str
 ) -> None:
     deadline = time.monotonic() + timeout
@@ -139,7 +139,7 @@ def _wait_ready(
     raise RuntimeError(f"{what} not ready in {timeout}s:\n{log_path.read_text()[-4000:]}")
 
 
-def _stop(proc: subprocess.Popen[bytes] | None, timeout: float = 15) -> None:
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 15) -> None:
     if proc is None or proc.poll() is not None:
         return
     proc.send_signal(signal.SIGINT)
@@ -179,11 +179,11 @@ class LlamaServerProcess:
             self.proc = subprocess.Popen(self.command(port), stdout=out, stderr=subprocess.STDOUT)
         self.base_url = f"http://127.0.0.1:{port}"
         # /health answers 503 while the model loads, 200 once it serves; no key needed.
-        _wait_ready(self.proc, f"{self.base_url}/health", self.log_path, timeout, "llama-server")
+        wait_ready(self.proc, f"{self.base_url}/health", self.log_path, timeout, "llama-server")
         return self
 
     def stop(self) -> None:
-        _stop(self.proc)
+        stop_process(self.proc)
 
 
 LITELLM_CONFIG = """\
@@ -251,10 +251,10 @@ class LiteLLMProcess:
                 args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=self.work_dir
             )
         self.base_url = f"http://127.0.0.1:{port}"
-        _wait_ready(
+        wait_ready(
             self.proc, f"{self.base_url}/health/liveliness", self.log_path, timeout, "litellm"
         )
         return self
 
     def stop(self) -> None:
-        _stop(self.proc)
+        stop_process(self.proc)

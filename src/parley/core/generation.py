@@ -364,6 +364,9 @@ class GenerationRequest:
     # by the pipeline (None: no caching). Entries are never shared between scopes, since
     # a cache hit is visible in timing to whoever shares it.
     cache_scope: str | None = None
+    # Whether the client reads the reply as it is generated (`stream: true`); one read
+    # whole may be asked of an upstream in one piece.
+    streamed: bool = True
 
     @property
     def prefill(self) -> str | None:

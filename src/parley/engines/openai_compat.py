@@ -29,6 +29,7 @@ from parley.core.generation import (
     Finished,
     GenerationRequest,
     TextChunk,
+    ThinkingChunk,
 )
 from parley.engines.base import PreparedGeneration
 from parley.engines.openai_flavors import (
@@ -41,7 +42,8 @@ from parley.engines.openai_flavors import (
 )
 from parley.engines.openai_raw import RAW_PATH, check_raw, raw_body, raw_template
 from parley.engines.openai_tools import CALL_END, ReplyShape, reply_shape, shaped
-from parley.engines.openai_wire import ChatStreamReader, chat_body
+from parley.engines.openai_wire import ChatStreamReader, as_chunk, chat_body, whole_reply
+from parley.engines.token_estimates import estimate_tokens
 from parley.engines.upstream import UpstreamEngine, UpstreamRequest
 from parley.engines.upstream_errors import error_message, status_error
 from parley.engines.upstream_http import CLAIM_TIMEOUT, OpenStream
@@ -62,6 +64,7 @@ class ReplyPlan:
     shape: ReplyShape
     forced: bool
     echoed_prefill: str | None = None
+    whole: bool = False  # asked for in one piece (openai_wire.whole_reply)
 
 
 class OpenAICompatEngine(UpstreamEngine):
@@ -163,15 +166,15 @@ class OpenAICompatEngine(UpstreamEngine):
             body = raw_body(request, self.config, flavor, raw_template(upstream.template))
             if calls:
                 body["stop"] = [CALL_END]
-            return UpstreamRequest(
-                body, RAW_PATH, ReplyPlan(upstream, "text_calls" if calls else "plain", False)
-            )
+            shape: ReplyShape = "text_calls" if calls else "plain"
+            plan = ReplyPlan(upstream, shape, False, whole=whole_reply(request))
+            return UpstreamRequest(body, RAW_PATH, plan)
         echoed = request.prefill if request.prefill and flavor.prefill_echo else None
         forced = bool(request.tools) and request.tool_choice.required
         return UpstreamRequest(
             chat_body(request, self.config, flavor, config_thinks=self.capabilities.thinking),
             None,
-            ReplyPlan(upstream, reply_shape(request, flavor), forced, echoed),
+            ReplyPlan(upstream, reply_shape(request, flavor), forced, echoed, whole_reply(request)),
         )
 
     def body(self, request: GenerationRequest) -> dict[str, Any]:
@@ -194,7 +197,7 @@ class OpenAICompatEngine(UpstreamEngine):
             plan.upstream.flavor.cached_tokens,
             thinking=request.thinking.mode != "off",
         )
-        events = self._chunks(stream, reader)
+        events = self._whole(stream, reader) if plan.whole else self._chunks(stream, reader)
         if plan.echoed_prefill:
             events = _without_echo(events, plan.echoed_prefill)
         async for event in shaped(events, plan.shape, forced=plan.forced):
@@ -212,6 +215,21 @@ class OpenAICompatEngine(UpstreamEngine):
                 raise InternalServerError("Internal server error") from None
             for out in reader.feed(chunk):
                 yield out
+        yield reader.finished()
+
+    async def _whole(
+        self, stream: OpenStream, reader: ChatStreamReader
+    ) -> AsyncIterator[EngineEvent]:
+        reply = await stream.json()
+        if not isinstance(reply, Mapping):
+            raise InternalServerError("Internal server error")
+        events = reader.feed(as_chunk(reply))
+        if reader.usage is None:
+            # Without the server's count, the text's estimate (a stream counts its chunks).
+            text = "".join(e.text for e in events if isinstance(e, TextChunk | ThinkingChunk))
+            reader.output_tokens = max(reader.output_tokens, estimate_tokens(text))
+        for out in events:
+            yield out
         yield reader.finished()
 
     async def check_health(self) -> None:

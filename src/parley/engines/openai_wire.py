@@ -206,18 +206,48 @@ def _tool_fields(request: GenerationRequest, flavor: Flavor, shape: ReplyShape) 
     return fields
 
 
+def whole_reply(request: GenerationRequest) -> bool:
+    """Whether to ask the upstream for the reply in one piece: the client reads it whole,
+    and no stop sequence needs the text as it comes (Parley ends the upstream's
+    generation at a match, which only a stream allows, and counts the tokens up to
+    it). One JSON body costs a gateway a fraction of a stream of small chunks."""
+    return not request.streamed and not request.stop_sequences
+
+
+def as_chunk(reply: Mapping[str, Any]) -> dict[str, Any]:
+    """A whole reply as the one stream chunk that would carry it all: each choice's
+    `message` as its `delta`, tool calls numbered as a stream numbers them. Raw
+    completion replies (`text`) already have a chunk's shape."""
+    choices: list[Any] = []
+    for choice in reply.get("choices") or ():
+        message = choice.get("message") if isinstance(choice, Mapping) else None
+        if isinstance(message, Mapping):
+            delta = {k: v for k, v in message.items() if k != "tool_calls"}
+            calls = message.get("tool_calls")
+            if isinstance(calls, list) and calls:
+                delta["tool_calls"] = [
+                    {**call, "index": i}
+                    for i, call in enumerate(calls)
+                    if isinstance(call, Mapping)
+                ]
+            choice = {k: v for k, v in choice.items() if k != "message"} | {"delta": delta}
+        choices.append(choice)
+    return {**reply, "choices": choices}
+
+
 def sampling_fields(
     request: GenerationRequest, config: OpenAIBackendConfig, flavor: Flavor
 ) -> dict[str, Any]:
     """Sampling and streaming fields, the same for chat and raw completions."""
     sampling = request.sampling
+    streamed = not whole_reply(request)
     fields: dict[str, Any] = {
         "max_tokens": request.max_tokens,
         "temperature": sampling.temperature,
-        "stream": True,
+        "stream": streamed,
     }
     stream_usage = flavor.stream_usage if config.stream_usage is None else config.stream_usage
-    if stream_usage:
+    if streamed and stream_usage:
         fields["stream_options"] = {"include_usage": True}
     if sampling.top_p is not None:
         fields["top_p"] = sampling.top_p

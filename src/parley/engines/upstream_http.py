@@ -30,7 +30,7 @@ import httpx
 from yarl import URL
 
 from parley.engines.upstream_errors import transport_error
-from parley.errors import APIError
+from parley.errors import APIError, InternalServerError
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +186,17 @@ class OpenStream:
             if event is not None:
                 return event
         return None
+
+    async def json(self) -> Any:
+        """The whole body as JSON (a reply asked for in one piece)."""
+        try:
+            raw = await self.response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise transport_error(exc, upstream=self.upstream) from exc
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise InternalServerError("Internal server error") from None
 
     def close(self) -> None:
         self.response.close()

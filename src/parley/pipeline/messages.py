@@ -254,7 +254,7 @@ class MessagePipeline:
                 params, engine.capabilities, self._sources(key), self._signer
             )
             # A prompt cache is the key's own: another key never reads its entries.
-            request = replace(request, cache_scope=key.id)
+            request = replace(request, cache_scope=key.id, streamed=bool(params.stream))
             managed: ContextManagementResponse | None = None
             if params.context_management is not None:
                 # Applied before the prompt is built: the engine sees the edited turns.

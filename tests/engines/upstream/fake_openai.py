@@ -12,6 +12,9 @@ The last user message steers it, one directive a line:
 - ``finish: REASON``: end with this finish_reason (default ``stop``).
 - ``usage: off``: send no usage chunk.
 
+A request with ``"stream": false`` gets the same reply as one ``chat.completion``:
+``die_after`` drops the connection before answering, ``error_after`` answers 500.
+
 Run as a process: ``python -m tests.engines.upstream.fake_openai [--port P] [--token-delay S]
 [--name NAME]``; it prints ``fake upstream listening on URL`` once it serves.
 """
@@ -83,8 +86,7 @@ def create_app(state: FakeState) -> Starlette:
             return JSONResponse({"error": error}, status_code=code, headers=headers)
         words = re.findall(r"\S+\s*", d.get("say", f"Hello from {state.name}"))
         if not body.get("stream"):
-            state.completed += 1
-            return JSONResponse(_completion(state, "".join(words), len(words)))
+            return await _whole(state, d, words)
         return StreamingResponse(_stream(state, d, words), media_type="text/event-stream")
 
     async def models(request: Request) -> Response:
@@ -138,6 +140,36 @@ async def _stream(state: FakeState, d: dict[str, str], words: list[str]) -> Asyn
             state.completed += 1
         else:
             state.cancelled += 1
+
+
+async def _whole(state: FakeState, d: dict[str, str], words: list[str]) -> Response:
+    if "prefill_delay" in d:
+        await asyncio.sleep(float(d["prefill_delay"]))
+    if "die_after" in d:
+        state.cancelled += 1
+        raise ConnectionAbortedError("scripted death")  # uvicorn drops the connection
+    if "error_after" in d:
+        state.completed += 1
+        error = {"message": "scripted failure", "type": "InternalError", "code": 500}
+        return JSONResponse({"error": error}, status_code=500)
+    reply = _completion(state, "".join(words), len(words))
+    choice = reply["choices"][0]
+    if "tool" in d:
+        name, _, arguments = d["tool"].partition(" ")
+        call = {"id": "call_1", "type": "function"}
+        choice["message"] = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{**call, "function": {"name": name, "arguments": arguments}}],
+        }
+        reply["usage"]["completion_tokens"] = 0
+    choice["finish_reason"] = d.get("finish", "tool_calls" if "tool" in d else "stop")
+    if d.get("usage") == "off":
+        del reply["usage"]
+    if state.token_delay:
+        await asyncio.sleep(state.token_delay * len(words))
+    state.completed += 1
+    return JSONResponse(reply)
 
 
 def _completion(state: FakeState, text: str, tokens: int) -> dict[str, Any]:

@@ -7,7 +7,10 @@ and named `exchanges`: the request Parley must send (`path`, and `body`, matched
 below) and the server's documented answer (`status` with `chunks` streamed as SSE,
 or an error `body`). Bodies match when every key of the recorded one matches (keys
 it leaves out may be anything, `absent` keys must not be there); lists match item
-by item; `{"$contains": TEXT}` matches a string holding TEXT.
+by item; `{"$contains": TEXT}` matches a string holding TEXT. A request with
+`"stream": false` matches the recorded streamed one without its stream fields, and
+gets the chunks as the one `chat.completion` (or raw `text_completion`) that these
+servers answer it with.
 """
 
 from __future__ import annotations
@@ -62,6 +65,45 @@ def mismatches(expected: Any, actual: Any, path: str = "body") -> list[str]:
     return []
 
 
+def whole_reply(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Recorded chunks as the one reply the server sends when not asked to stream."""
+    text: list[str] = []
+    reasoning: list[str] = []
+    calls: dict[int, dict[str, Any]] = {}
+    finish: str | None = None
+    usage: Any = None
+    raw = False
+    for chunk in chunks:
+        usage = chunk.get("usage") or usage
+        for choice in chunk.get("choices") or ():
+            raw = raw or "text" in choice
+            delta = choice.get("delta") or {}
+            text.append(choice.get("text") or delta.get("content") or "")
+            reasoning.append(delta.get("reasoning_content") or "")
+            for fragment in delta.get("tool_calls") or ():
+                call = calls.setdefault(
+                    fragment.get("index", 0),
+                    {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
+                )
+                call["id"] = fragment.get("id") or call["id"]
+                function = fragment.get("function") or {}
+                call["function"]["name"] += function.get("name") or ""
+                call["function"]["arguments"] += function.get("arguments") or ""
+            finish = choice.get("finish_reason") or finish
+    head = {k: chunks[0][k] for k in ("id", "created", "model") if k in chunks[0]}
+    if raw:
+        choice: dict[str, Any] = {"index": 0, "text": "".join(text), "finish_reason": finish}
+        return {**head, "object": "text_completion", "choices": [choice], "usage": usage}
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(text) or None}
+    if any(reasoning):
+        message["reasoning_content"] = "".join(reasoning)
+    if calls:
+        message["tool_calls"] = [calls[i] for i in sorted(calls)]
+    choice = {"index": 0, "message": message, "finish_reason": finish}
+    reply = {**head, "object": "chat.completion", "choices": [choice]}
+    return reply | ({"usage": usage} if usage is not None else {})
+
+
 @dataclass
 class Replay:
     fixture: dict[str, Any]
@@ -77,9 +119,15 @@ class Replay:
             return None
         exchange: dict[str, Any] = self.fixture["exchanges"][self.expect]
         request = exchange["request"]
+        expected = dict(request.get("body", {}))
+        absent = list(request.get("absent", ()))
+        if body.get("stream") is False and "stream" in expected:
+            expected["stream"] = False
+            expected.pop("stream_options", None)
+            absent.append("stream_options")
         found = [] if path == request["path"] else [f"path: {path} != {request['path']}"]
-        found += mismatches(request.get("body", {}), body)
-        found += [f"body.{key}: must be absent" for key in request.get("absent", ()) if key in body]
+        found += mismatches(expected, body)
+        found += [f"body.{key}: must be absent" for key in absent if key in body]
         self.problems += [f"{self.expect}: {p}" for p in found]
         return None if found else exchange
 
@@ -88,12 +136,15 @@ def create_app(replay: Replay) -> Starlette:
     fixture = replay.fixture
 
     async def generate(request: Request) -> Response:
-        exchange = replay.check(request.url.path, await request.json())
+        body = await request.json()
+        exchange = replay.check(request.url.path, body)
         if exchange is None:
             return JSONResponse({"error": {"message": "not the recorded request"}}, 418)
         answer = exchange["response"]
         if "chunks" not in answer:
             return JSONResponse(answer["body"], status_code=answer["status"])
+        if body.get("stream") is False:
+            return JSONResponse(whole_reply(answer["chunks"]), status_code=answer["status"])
 
         async def stream() -> AsyncIterator[bytes]:
             for chunk in answer["chunks"]:
