@@ -37,27 +37,46 @@ async def with_pings(
 ) -> AsyncIterator[StreamEvent]:
     """Yield `events`, adding a ping whenever none arrived for `interval` seconds.
 
-    The source is read by a separate task so that waiting for it can time out
-    without cancelling it; closing this iterator cancels that task, which closes
-    the source (and with it the engine's generation).
+    The source is read by a separate task so that waiting for it never cancels it;
+    closing this iterator cancels that task, which closes the source (and with it the
+    engine's generation). Pings come from one timer per interval, not from a timeout
+    around every event: a stream sends hundreds of events a second.
 
     When `stop` is set (a drain's deadline), the source is closed and the stream
     ends with `overloaded_error`, which a client retries, instead of a cut connection.
     """
+    loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=1)
+    last = loop.time()  # when the last event (or ping) was handed over
 
     async def pump() -> None:
+        nonlocal last
         try:
             async for event in events:
                 await queue.put(("event", event))
+                last = loop.time()
             await queue.put(("end", None))
         except Exception as exc:
             await queue.put(("error", exc))
 
+    timer: asyncio.TimerHandle | None = None
+
+    def tick() -> None:
+        nonlocal last, timer
+        now = loop.time()
+        if now - last >= interval and queue.empty():
+            queue.put_nowait(("ping", None))
+            last = now
+        due = last + interval
+        timer = loop.call_at(due if due > now else now + interval, tick)
+
     task = asyncio.create_task(pump())
+    timer = loop.call_at(last + interval, tick)
 
     async def stop_when_told(stop: asyncio.Event) -> None:
         await stop.wait()
+        if timer is not None:
+            timer.cancel()
         task.cancel()
         await asyncio.wait({task})
         ended = False
@@ -68,9 +87,8 @@ async def with_pings(
     watcher = asyncio.create_task(stop_when_told(stop)) if stop is not None else None
     try:
         while True:
-            try:
-                kind, value = await asyncio.wait_for(queue.get(), timeout=interval)
-            except TimeoutError:
+            kind, value = await queue.get()
+            if kind == "ping":
                 yield PingEvent()
                 continue
             if kind == "end":
@@ -81,6 +99,8 @@ async def with_pings(
                 raise OverloadedError("Overloaded")
             yield value
     finally:
+        if timer is not None:
+            timer.cancel()
         if watcher is not None:
             watcher.cancel()
         task.cancel()
