@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections import deque
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
@@ -32,40 +33,56 @@ def error_frame(error: APIError) -> bytes:
     return frame("error", error.envelope())
 
 
+# Events a stream reads ahead of a client that does not keep up.
+_AHEAD = 64
+
+
 async def with_pings(
     events: AsyncIterator[StreamEvent], interval: float, stop: asyncio.Event | None = None
-) -> AsyncIterator[StreamEvent]:
-    """Yield `events`, adding a ping whenever none arrived for `interval` seconds.
+) -> AsyncIterator[list[StreamEvent]]:
+    """`events` in batches, adding a ping whenever none arrived for `interval` seconds.
 
-    The source is read by a separate task so that waiting for it never cancels it;
+    The source is read by a separate task, so that waiting for it never cancels it;
     closing this iterator cancels that task, which closes the source (and with it the
-    engine's generation). Pings come from one timer per interval, not from a timeout
-    around every event: a stream sends hundreds of events a second.
+    engine's generation). A batch is everything the source produced since the last
+    one was taken: what an upstream delivered in one read goes out in one write, not
+    one write (and one wake-up of the client) per event. Pings come from one timer
+    per interval, not from a timeout around every event.
 
     When `stop` is set (a drain's deadline), the source is closed and the stream
     ends with `overloaded_error`, which a client retries, instead of a cut connection.
     """
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=1)
+    pending: deque[tuple[str, Any]] = deque()
+    arrived = asyncio.Event()
+    room = asyncio.Event()
+    room.set()
     last = loop.time()  # when the last event (or ping) was handed over
+
+    def hand(kind: str, value: Any = None) -> None:
+        pending.append((kind, value))
+        arrived.set()
 
     async def pump() -> None:
         nonlocal last
         try:
             async for event in events:
-                await queue.put(("event", event))
+                hand("event", event)
                 last = loop.time()
-            await queue.put(("end", None))
+                if len(pending) >= _AHEAD:
+                    room.clear()
+                    await room.wait()
+            hand("end")
         except Exception as exc:
-            await queue.put(("error", exc))
+            hand("error", exc)
 
     timer: asyncio.TimerHandle | None = None
 
     def tick() -> None:
         nonlocal last, timer
         now = loop.time()
-        if now - last >= interval and queue.empty():
-            queue.put_nowait(("ping", None))
+        if now - last >= interval and not pending:
+            hand("ping")
             last = now
         due = last + interval
         timer = loop.call_at(due if due > now else now + interval, tick)
@@ -79,25 +96,34 @@ async def with_pings(
             timer.cancel()
         task.cancel()
         await asyncio.wait({task})
-        ended = False
-        while not queue.empty():
-            ended = queue.get_nowait()[0] == "end"  # finished just in time: not cut
-        queue.put_nowait(("end", None) if ended else ("stop", None))
+        # Finished just in time: what it handed over still goes out, and is whole.
+        ended = any(kind == "end" for kind, _ in pending)
+        if not ended:
+            hand("stop")
 
     watcher = asyncio.create_task(stop_when_told(stop)) if stop is not None else None
     try:
         while True:
-            kind, value = await queue.get()
-            if kind == "ping":
-                yield PingEvent()
-                continue
-            if kind == "end":
-                return
-            if kind == "error":
-                raise value
-            if kind == "stop":
-                raise OverloadedError("Overloaded")
-            yield value
+            while not pending:
+                arrived.clear()
+                await arrived.wait()
+            batch: list[StreamEvent] = []
+            while pending:
+                kind, value = pending.popleft()
+                if kind == "event":
+                    batch.append(value)
+                elif kind == "ping":
+                    batch.append(PingEvent())
+                else:
+                    if batch:
+                        yield batch
+                    if kind == "error":
+                        raise value
+                    if kind == "stop":
+                        raise OverloadedError("Overloaded")
+                    return
+            room.set()
+            yield batch
     finally:
         if timer is not None:
             timer.cancel()

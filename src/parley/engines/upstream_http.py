@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,9 +39,9 @@ log = logging.getLogger(__name__)
 CLAIM_TIMEOUT = 10.0
 # Error bodies are read for their message only; a runaway body is cut here.
 _MAX_ERROR_BODY = 64 * 1024
-# aiohttp refuses a line longer than twice its read buffer; an SSE `data:` line holds
-# one event, which stays far below this.
-_READ_BUFFER = 1024 * 1024
+# An SSE `data:` line holds one event, which stays far below this.
+_MAX_LINE = 2 * 1024 * 1024
+_READ_BUFFER = 256 * 1024
 _JSON_HEADERS = {"content-type": "application/json"}
 
 
@@ -169,23 +170,34 @@ class OpenStream:
         # What the engine read while opening (the Anthropic engine's message_start).
         self.head: dict[str, Any] | None = None
         self._parser = SSEParser()
+        self._lines: deque[str] = deque()
+        self._partial = b""
         self._ended = False
 
     async def next_event(self) -> SSEEvent | None:
-        """The next event; None at the end of the body."""
-        content = self.response.content
-        while not self._ended:
+        """The next event; None at the end of the body. The body is read as it comes,
+        everything that has arrived at once, and split into lines here: a line at a
+        time through aiohttp's reader cost more than the rest of the event's path."""
+        while True:
+            while self._lines:
+                event = self._parser.line(self._lines.popleft())
+                if event is not None:
+                    return event
+            if self._ended:
+                return None
             try:
-                raw = await content.readline()
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                piece = await self.response.content.readany()
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 raise transport_error(exc, upstream=self.upstream) from exc
-            if not raw:
+            if not piece:
                 self._ended = True
-                return self._parser.end()
-            event = self._parser.line(raw.decode("utf-8", "replace").rstrip("\r\n"))
-            if event is not None:
-                return event
-        return None
+                whole, self._partial = [self._partial, b""], b""
+            else:
+                *whole, self._partial = (self._partial + piece).split(b"\n")
+                if len(self._partial) > _MAX_LINE:
+                    error = ValueError(f"an event line longer than {_MAX_LINE} bytes")
+                    raise transport_error(error, upstream=self.upstream)
+            self._lines.extend(line.decode("utf-8", "replace").rstrip("\r") for line in whole)
 
     async def json(self) -> Any:
         """The whole body as JSON (a reply asked for in one piece)."""

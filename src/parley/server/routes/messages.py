@@ -51,10 +51,10 @@ async def create_message(request: Request) -> Response:
     return Response(message.model_dump_json(), media_type=JSON, headers=run.headers)
 
 
-async def _sse(events: AsyncIterator[StreamEvent]) -> AsyncIterator[bytes]:
+async def _sse(batches: AsyncIterator[list[StreamEvent]]) -> AsyncIterator[bytes]:
     try:
-        async for event in events:
-            yield event_frame(event)
+        async for batch in batches:
+            yield b"".join(event_frame(event) for event in batch)
     except APIError as exc:
         # After the 200, failures travel as an `error` event and the stream ends (§6.4).
         yield error_frame(exc)
