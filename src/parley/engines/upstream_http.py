@@ -42,6 +42,10 @@ _MAX_ERROR_BODY = 64 * 1024
 # An SSE `data:` line holds one event, which stays far below this.
 _MAX_LINE = 2 * 1024 * 1024
 _READ_BUFFER = 256 * 1024
+# Seconds a kept-alive upstream connection may idle before Parley closes it: under
+# the 5 s after which uvicorn (vLLM, SGLang) and llama-server close theirs, so a
+# connection is not reused just as the server closes it.
+_IDLE = 4.0
 _JSON_HEADERS = {"content-type": "application/json"}
 
 
@@ -128,10 +132,8 @@ class GenerationClient:
                 timeout=self._timeout,
                 # The upstream queues requests itself; a pool limit here would only add a
                 # second queue, with its own timeout, in front of it.
-                connector=aiohttp.TCPConnector(limit=0),
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=_IDLE),
                 read_bufsize=_READ_BUFFER,
-                # Parley's own response carries its own date and server; these are upstream's.
-                skip_auto_headers=("User-Agent",),
             )
         return session
 
@@ -143,7 +145,17 @@ class GenerationClient:
 
     async def post(self, path: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
         data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-        return await self._current().post(self.url(path), data=data)
+        url = self.url(path)
+        try:
+            return await self._current().post(url, data=data)
+        except aiohttp.ClientConnectorError:
+            raise  # nobody listens: the router's business, not a retry's
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+            # A kept-alive connection the upstream closed as it was being reused: the
+            # request never reached it. aiohttp retries this only for idempotent
+            # methods; a generation is worth one more try (the dead connection is gone
+            # from the pool).
+            return await self._current().post(url, data=data)
 
     async def aclose(self) -> None:
         session, self._session = self._session, None
