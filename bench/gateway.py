@@ -193,9 +193,11 @@ async def measure(
         mode = "stream" if stream else "plain"
         for concurrency in levels:
             start_load = load_avg()
-            # Warm every path (imports, caches, the database, connections) first.
+            # Warm every path (lazy imports, caches, the database, connections) first:
+            # a process's first hundred requests are slower, which would land on
+            # whichever cell came first.
             for name in names:
-                await load(sends[name], concurrency, concurrency * 2)
+                await load(sends[name], concurrency, max(100, concurrency * 2))
             runs: dict[str, list[Result]] = {name: [] for name in names}
             for order in rotations(names, rounds):
                 for name in order:
