@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from parley.core.slots import SlotPool
 from parley.engines.scripted import ScriptedEngine
 from parley.services import Services
 from tests.conftest import SCRIPTED_MODEL, running_app, scripted_settings
+from tests.waiting import eventually
 
 TOO_LARGE = {"error": {"type": "request_too_large", "message": "Request exceeds the maximum size"}}
 
@@ -119,15 +120,6 @@ def pool_of(services: Services) -> SlotPool[int]:
     return engine.pool
 
 
-async def wait_until(condition: Callable[[], bool]) -> None:
-    """Let other tasks run until `condition` holds (at most about 0.5 s)."""
-    for _ in range(500):
-        if condition():
-            return
-        await asyncio.sleep(0.001)
-    raise AssertionError("condition not reached")
-
-
 def assert_overloaded(response: httpx.Response) -> None:
     assert response.status_code == 529, response.text
     assert response.json() == {
@@ -146,7 +138,7 @@ async def full_pool(pool: SlotPool[int]) -> AsyncIterator[None]:
     """Hold the only slot and fill the queue (slots=1, queue_size=2)."""
     slot = await pool.acquire()
     waiters = [asyncio.create_task(pool.acquire()) for _ in range(2)]
-    await wait_until(lambda: pool.waiting == 2)
+    await eventually(lambda: pool.waiting == 2, seconds=0.5, step=0.001)
     try:
         yield
     finally:
@@ -188,7 +180,7 @@ async def test_queued_request_runs_once_the_slot_frees(
     slot = await pool.acquire()
     try:
         queued = asyncio.create_task(client.post("/v1/messages", json=params("say: waited")))
-        await wait_until(lambda: pool.waiting == 1)
+        await eventually(lambda: pool.waiting == 1, seconds=0.5, step=0.001)
         assert not queued.done()
     finally:
         pool.release(slot)
@@ -216,9 +208,9 @@ async def test_concurrent_requests_beyond_the_queue(tmp_path: Path) -> None:
 
         # One request decodes (10 tokens, 0.2 s), two wait, and the fourth is refused.
         first = send("count: 10")
-        await wait_until(lambda: pool.busy == 1)
+        await eventually(lambda: pool.busy == 1, seconds=0.5, step=0.001)
         queued = [send("say: second"), send("say: third")]
-        await wait_until(lambda: pool.waiting == 2)
+        await eventually(lambda: pool.waiting == 2, seconds=0.5, step=0.001)
         assert_overloaded(await http.post("/v1/messages", json=params("say: fourth")))
         assert not first.done()
         responses = [await first, *[await q for q in queued]]
@@ -240,7 +232,11 @@ async def test_admitted_stream_is_never_refused_later(
     body = params("say: served", stream=True)
     tasks = [asyncio.create_task(client.post("/v1/messages", json=body)) for _ in range(20)]
     try:
-        await wait_until(lambda: sum(t.done() for t in tasks) + pool.waiting == len(tasks))
+        await eventually(
+            lambda: sum(t.done() for t in tasks) + pool.waiting == len(tasks),
+            seconds=0.5,
+            step=0.001,
+        )
     finally:
         pool.release(slot)
     responses = [await t for t in tasks]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from parley.config import ModelConfig, Settings
+from parley.core.generation import EngineEvent
 from parley.server.app import create_app
 from parley.services import Services, start_services
 from tests.conftest import old_sdk_headers, scripted_settings
@@ -109,3 +110,10 @@ async def live_parley(settings: Settings) -> AsyncIterator[LiveParley]:
             yield LiveParley(svc, url, key)
     finally:
         await svc.aclose()
+
+
+async def collect(events: AsyncGenerator[EngineEvent, None], into: list[EngineEvent]) -> None:
+    """Read a generation's events into `into` (a list a test watches as it grows)."""
+    async with aclosing(events) as stream:
+        async for event in stream:
+            into.append(event)

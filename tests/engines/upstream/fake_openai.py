@@ -198,14 +198,26 @@ async def serving(state: FakeState) -> AsyncIterator[str]:
 @asynccontextmanager
 async def serve_asgi(app: Any) -> AsyncIterator[str]:
     """Serve an ASGI app on a free loopback port in this event loop; yields its URL."""
+    server, task, url = await _start(app, 0, timeout_graceful_shutdown=1)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def _start(
+    app: Any, port: int, **options: Any
+) -> tuple[uvicorn.Server, asyncio.Task[None], str]:
+    """A uvicorn server on loopback, once it listens: the server, its task, its URL."""
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
-        port=0,
+        port=port,
         lifespan="off",
         log_config=None,
         log_level="warning",
-        timeout_graceful_shutdown=1,
+        **options,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -213,12 +225,8 @@ async def serve_asgi(app: Any) -> AsyncIterator[str]:
         if task.done():
             task.result()
         await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    return server, task, f"http://127.0.0.1:{bound}"
 
 
 def main() -> None:
@@ -230,23 +238,8 @@ def main() -> None:
     state = FakeState(name=args.name, token_delay=args.token_delay)
 
     async def run() -> None:
-        config = uvicorn.Config(
-            create_app(state),
-            host="127.0.0.1",
-            port=args.port,
-            lifespan="off",
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-        )
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        print(f"fake upstream listening on http://127.0.0.1:{port}/v1", flush=True)
+        _, task, url = await _start(create_app(state), args.port, access_log=False)
+        print(f"fake upstream listening on {url}/v1", flush=True)
         await task
 
     try:

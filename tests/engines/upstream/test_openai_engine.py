@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
@@ -28,7 +27,8 @@ from parley.errors import (
     OverloadedError,
     RateLimitError,
 )
-from tests.engines.upstream.conftest import Fake
+from tests.engines.upstream.conftest import Fake, collect
+from tests.waiting import eventually
 
 
 def request(text: str, *turns: Turn, **fields: Any) -> GenerationRequest:
@@ -64,20 +64,6 @@ async def run(engine: OpenAICompatEngine, req: GenerationRequest) -> list[Engine
 async def read(generation: Generation) -> list[EngineEvent]:
     async with aclosing(generation.events) as events:
         return [event async for event in events]
-
-
-async def collect(events: AsyncGenerator[EngineEvent, None], into: list[EngineEvent]) -> None:
-    async with aclosing(events) as stream:
-        async for event in stream:
-            into.append(event)
-
-
-async def eventually(condition: Callable[[], bool]) -> None:
-    for _ in range(500):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition never became true")
 
 
 async def test_reply_streams_as_text_chunks_then_finished(fake: Fake) -> None:

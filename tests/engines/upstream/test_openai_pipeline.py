@@ -3,10 +3,8 @@ Claude API exactly (api-spec §5, §6, §12), whatever the upstream does."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,14 +23,7 @@ from tests.engines.upstream.conftest import (
     upstream_settings,
 )
 from tests.images import png
-
-
-async def eventually(condition: Callable[[], bool]) -> None:
-    for _ in range(500):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition never became true")
+from tests.waiting import eventually
 
 
 async def test_plain_message(fake: Fake, tmp_path: Path) -> None:

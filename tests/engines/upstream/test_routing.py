@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 
 import pytest
@@ -13,6 +13,8 @@ from parley.core.generation import EngineEvent, Finished, GenerationRequest, Tex
 from parley.engines.base import Engine, Generation, PreparedGeneration
 from parley.engines.routing import Backend, RoutedEngine
 from parley.errors import APIError, InvalidRequestError, OverloadedError, RateLimitError
+from tests.engines.upstream.conftest import collect
+from tests.waiting import eventually
 
 REQUEST = GenerationRequest(model="m", system=None, turns=(Turn.of("user", "hi"),), max_tokens=9)
 
@@ -86,20 +88,6 @@ async def opened(router: RoutedEngine) -> Generation:
 async def reply(router: RoutedEngine) -> str:
     async with aclosing((await opened(router)).events) as events:
         return "".join([e.text async for e in events if isinstance(e, TextChunk)])
-
-
-async def collect(events: AsyncGenerator[EngineEvent, None], into: list[EngineEvent]) -> None:
-    async with aclosing(events) as stream:
-        async for event in stream:
-            into.append(event)
-
-
-async def eventually(condition: Callable[[], bool]) -> None:
-    for _ in range(500):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition never became true")
 
 
 async def test_idle_backends_take_turns() -> None:
