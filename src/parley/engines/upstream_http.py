@@ -28,7 +28,6 @@ from typing import Any
 
 import aiohttp
 import httpx
-from yarl import URL
 
 from parley.engines.upstream_errors import transport_error
 from parley.errors import APIError, InternalServerError
@@ -41,7 +40,6 @@ CLAIM_TIMEOUT = 10.0
 _MAX_ERROR_BODY = 64 * 1024
 # An SSE `data:` line holds one event, which stays far below this.
 _MAX_LINE = 2 * 1024 * 1024
-_READ_BUFFER = 256 * 1024
 # Seconds a kept-alive upstream connection may idle before Parley closes it: under
 # the 5 s after which uvicorn (vLLM, SGLang) and llama-server close theirs, so a
 # connection is not reused just as the server closes it.
@@ -82,10 +80,6 @@ class SSEParser:
             self._name = value.removeprefix(" ")
         return None
 
-    def end(self) -> SSEEvent | None:
-        """What is left when the body ends without a last blank line."""
-        return self.line("")
-
 
 def upstream_client(
     base_url: str,
@@ -119,7 +113,6 @@ class GenerationClient:
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout, sock_read=read_timeout
         )
-        self._urls: dict[str, URL] = {}
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -133,19 +126,12 @@ class GenerationClient:
                 # The upstream queues requests itself; a pool limit here would only add a
                 # second queue, with its own timeout, in front of it.
                 connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=_IDLE),
-                read_bufsize=_READ_BUFFER,
             )
         return session
 
-    def url(self, path: str) -> URL:
-        url = self._urls.get(path)
-        if url is None:
-            url = self._urls[path] = URL(self._base + path)
-        return url
-
     async def post(self, path: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
         data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-        url = self.url(path)
+        url = self._base + path
         try:
             return await self._current().post(url, data=data)
         except aiohttp.ClientConnectorError:
@@ -202,6 +188,7 @@ class OpenStream:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise transport_error(exc, upstream=self.upstream) from exc
             if not piece:
+                # The body's end: its last line, then a blank one that dispatches it.
                 self._ended = True
                 whole, self._partial = [self._partial, b""], b""
             else:
