@@ -1,9 +1,12 @@
 """`parley serve --workers N`: N processes serving one port, the way to use more cores.
 
-The parent binds the socket, creates the bootstrap key if there is none, and
-starts N worker processes (a fresh interpreter each: nothing is forked from a
-process that holds threads or an event loop) that accept on that one socket; the
-kernel spreads connections over them. Each worker runs its own services: engines,
+The parent holds the port (bound, not listening), creates the bootstrap key if
+there is none, and starts N worker processes (a fresh interpreter each: nothing is
+forked from a process that holds threads or an event loop), each listening on a
+socket of its own on that port (SO_REUSEPORT): the kernel hashes each new
+connection to one of them. On one shared listening socket, uvloop's accept loop let
+whichever worker woke first take a whole burst of connections, and its queue
+overflowed (529s) while the other worker idled. Each worker runs its own services: engines,
 the batch worker (claims keep them from doing the same work twice), the usage
 recorder. They share the store; rate limits are shared only through Redis
 (`redis_url`), otherwise each worker keeps buckets of its own.
@@ -45,19 +48,22 @@ _CONTEXT = multiprocessing.get_context("spawn")
 _MIN_LIFETIME = 10.0
 
 
-def bind(settings: Settings) -> socket.socket:
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+def reuse_port(host: str, port: int) -> socket.socket:
+    """A socket bound to `host:port` that other processes of this user may bind too."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((settings.host, settings.port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
     return sock
 
 
 def run_workers(settings: Settings) -> None:
-    sock = bind(settings)
-    url = settings.model_copy(update={"port": sock.getsockname()[1]}).base_url
+    # Held, never listening (so never handed a connection), so that the port stays
+    # Parley's while a worker is restarted; port 0 becomes the port chosen here.
+    held = reuse_port(settings.host, settings.port)
+    settings = settings.model_copy(update={"port": held.getsockname()[1]})
+    url = settings.base_url
     created = asyncio.run(bootstrap_key(settings))
     if settings.redis_url is None:
         log.warning(
@@ -65,7 +71,7 @@ def run_workers(settings: Settings) -> None:
             settings.workers,
         )
     ready: Queue[int] = _CONTEXT.Queue()
-    supervisor = _Supervisor(settings, sock, ready)
+    supervisor = _Supervisor(settings, ready)
     supervisor.start_all()
     if not supervisor.wait_ready():
         supervisor.stop()
@@ -78,9 +84,8 @@ def run_workers(settings: Settings) -> None:
 
 
 class _Supervisor:
-    def __init__(self, settings: Settings, sock: socket.socket, ready: Queue[int]) -> None:
+    def __init__(self, settings: Settings, ready: Queue[int]) -> None:
         self._settings = settings
-        self._sock = sock
         self._ready = ready
         self._workers: dict[int, tuple[SpawnProcess, float]] = {}
         self._stopping = False
@@ -92,7 +97,7 @@ class _Supervisor:
     def _start(self, index: int) -> None:
         process = _CONTEXT.Process(
             target=_worker,
-            args=(self._settings, self._sock, self._ready, index),
+            args=(self._settings, self._ready, index),
             name=f"parley-worker-{index}",
         )
         process.start()
@@ -141,7 +146,7 @@ class _Supervisor:
                 process.join()
 
 
-def _worker(settings: Settings, sock: socket.socket, ready: Queue[int], index: int) -> None:
+def _worker(settings: Settings, ready: Queue[int], index: int) -> None:
     setup_logging(settings)
     # The parent passes SIGINT on as SIGTERM (a drain); a terminal's Ctrl-C reaches the
     # whole process group, and the parent decides.
@@ -151,4 +156,6 @@ def _worker(settings: Settings, sock: socket.socket, ready: Queue[int], index: i
         log.info("worker %d ready", index)
         ready.put(index)
 
+    sock = reuse_port(settings.host, settings.port)
+    sock.listen(2048)
     run_loop(serve(settings, announce, sock, signals=(signal.SIGTERM,)))
