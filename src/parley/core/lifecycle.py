@@ -9,7 +9,7 @@ client can understand (a stream ends with an `error` event, a plain request gets
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
@@ -21,6 +21,7 @@ class Lifecycle:
         self._idle.set()
         # Set at the drain deadline: whatever still runs ends now.
         self.cut = asyncio.Event()
+        self._on_cut: set[Callable[[], None]] = set()
 
     @property
     def draining(self) -> bool:
@@ -37,6 +38,19 @@ class Lifecycle:
     def cut_now(self) -> None:
         self._draining = True
         self.cut.set()
+        for callback in list(self._on_cut):
+            callback()
+        self._on_cut.clear()
+
+    def on_cut(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` at the drain deadline (at once if it has passed); returns
+        what takes it back. A callback, not a task waiting on `cut`: every request
+        in flight holds one, and a task per request costs the hot path."""
+        if self.cut.is_set():
+            callback()
+            return _nothing
+        self._on_cut.add(callback)
+        return lambda: self._on_cut.discard(callback)
 
     @contextmanager
     def track(self) -> Iterator[None]:
@@ -52,3 +66,7 @@ class Lifecycle:
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
+
+
+def _nothing() -> None:
+    pass

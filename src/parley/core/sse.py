@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import json
 from collections import deque
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from typing import Any
 
+from parley.core.lifecycle import Lifecycle
 from parley.errors import APIError, OverloadedError
 from parley.protocol.stream import MessageStartEvent, PingEvent, StreamEvent
 
@@ -38,8 +39,8 @@ _AHEAD = 64
 
 
 async def with_pings(
-    events: AsyncIterator[StreamEvent], interval: float, stop: asyncio.Event | None = None
-) -> AsyncIterator[list[StreamEvent]]:
+    events: AsyncIterator[StreamEvent], interval: float, lifecycle: Lifecycle | None = None
+) -> AsyncGenerator[list[StreamEvent], None]:
     """`events` in batches, adding a ping whenever none arrived for `interval` seconds.
 
     The source is read by a separate task, so that waiting for it never cancels it;
@@ -49,8 +50,8 @@ async def with_pings(
     one write (and one wake-up of the client) per event. Pings come from one timer
     per interval, not from a timeout around every event.
 
-    When `stop` is set (a drain's deadline), the source is closed and the stream
-    ends with `overloaded_error`, which a client retries, instead of a cut connection.
+    At `lifecycle`'s drain deadline, the source is closed and the stream ends with
+    `overloaded_error`, which a client retries, instead of a cut connection.
     """
     loop = asyncio.get_running_loop()
     pending: deque[tuple[str, Any]] = deque()
@@ -90,18 +91,18 @@ async def with_pings(
     task = asyncio.create_task(pump())
     timer = loop.call_at(last + interval, tick)
 
-    async def stop_when_told(stop: asyncio.Event) -> None:
-        await stop.wait()
+    def cut() -> None:
         if timer is not None:
             timer.cancel()
         task.cancel()
-        await asyncio.wait({task})
+        task.add_done_callback(after_cut)
+
+    def after_cut(_: asyncio.Task[None]) -> None:
         # Finished just in time: what it handed over still goes out, and is whole.
-        ended = any(kind == "end" for kind, _ in pending)
-        if not ended:
+        if not any(kind == "end" for kind, _ in pending):
             hand("stop")
 
-    watcher = asyncio.create_task(stop_when_told(stop)) if stop is not None else None
+    forget_cut = lifecycle.on_cut(cut) if lifecycle is not None else None
     try:
         while True:
             while not pending:
@@ -127,8 +128,8 @@ async def with_pings(
     finally:
         if timer is not None:
             timer.cancel()
-        if watcher is not None:
-            watcher.cancel()
+        if forget_cut is not None:
+            forget_cut()
         task.cancel()
         await _despite_cancellation(_close_source(task, events))
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable
 from typing import TypeVar
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 
 from parley.core.betas import parse_betas
 from parley.core.records import ApiKey
@@ -14,7 +12,6 @@ from parley.core.versions import APIVersion, parse_version
 from parley.errors import (
     TOO_LARGE,
     AuthenticationError,
-    OverloadedError,
     PermissionDeniedError,
     RequestTooLargeError,
 )
@@ -87,34 +84,3 @@ async def read_body(request: Request) -> bytes:
             raise RequestTooLargeError(TOO_LARGE)
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
-    """Run `work`, cancelling it if the client goes away first (the body is already
-    read, so the next ASGI message can only be the disconnect), or when a drain's
-    deadline passes (then the client gets a 529 to retry elsewhere)."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_wait_disconnect(request))
-    cut = asyncio.ensure_future(services(request).lifecycle.cut.wait())
-    try:
-        done, _ = await asyncio.wait({task, watcher, cut}, return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
-            return task.result()
-        task.cancel()
-        # Cancelled work settles its usage on the way out; wait for that.
-        await asyncio.wait({task})
-        if cut in done:
-            raise OverloadedError()
-        raise ClientDisconnect()
-    finally:
-        watcher.cancel()
-        cut.cancel()
-        if not task.done():
-            task.cancel()
-
-
-async def _wait_disconnect(request: Request) -> None:
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return

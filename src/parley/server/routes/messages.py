@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator
-
-from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 
 from parley.core.bodies import parse_params
-from parley.core.sse import error_frame, event_frame, with_pings
-from parley.errors import APIError, InternalServerError
+from parley.core.sse import with_pings
 from parley.protocol.requests import CountTokensParams, MessageCreateParams
 from parley.protocol.responses import TokenCount
-from parley.protocol.stream import StreamEvent
+from parley.server.client_watch import ClientWatch
+from parley.server.event_stream import EventStreamResponse
 from parley.server.requests import (
     authenticate,
     read_body,
     request_betas,
     services,
-    unless_disconnected,
 )
 
-log = logging.getLogger(__name__)
-
-SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 JSON = "application/json"
 
 
@@ -39,28 +31,11 @@ async def create_message(request: Request) -> Response:
     if params.stream:
         # Stream or not is decided by the body alone; the SDKs send
         # `Accept: application/json` either way (api-spec §1).
-        return StreamingResponse(
-            _sse(with_pings(run.events(), svc.settings.ping_interval, svc.lifecycle.cut)),
-            media_type="text/event-stream; charset=utf-8",
-            headers={**SSE_HEADERS, **run.headers},
-            # A client gone before the body started leaves the run unread: it is
-            # closed, and settled, all the same.
-            background=BackgroundTask(run.aclose),
-        )
-    message = await unless_disconnected(request, run.message())
+        batches = with_pings(run.events(), svc.settings.ping_interval, svc.lifecycle)
+        return EventStreamResponse(batches, run.headers, run.aclose)
+    async with ClientWatch(request.receive, svc.lifecycle):
+        message = await run.message()
     return Response(message.model_dump_json(), media_type=JSON, headers=run.headers)
-
-
-async def _sse(batches: AsyncIterator[list[StreamEvent]]) -> AsyncIterator[bytes]:
-    try:
-        async for batch in batches:
-            yield b"".join(event_frame(event) for event in batch)
-    except APIError as exc:
-        # After the 200, failures travel as an `error` event and the stream ends (§6.4).
-        yield error_frame(exc)
-    except Exception:
-        log.exception("stream failed")
-        yield error_frame(InternalServerError("Internal server error"))
 
 
 async def count_tokens(request: Request) -> Response:
