@@ -16,6 +16,7 @@ from parley.server.errors import (
     handle_http_exception,
     handle_unexpected,
 )
+from parley.server.fast_routes import FastRoutes, Handler
 from parley.server.middleware import EdgeMiddleware
 from parley.server.routes import (
     admin,
@@ -28,6 +29,9 @@ from parley.server.routes import (
     web,
 )
 from parley.services import Services
+
+# Every message passes through these: they skip the router (server/fast_routes.py).
+HOT_ENDPOINTS = (messages.create_message, messages.count_tokens)
 
 
 def routes() -> list[BaseRoute]:
@@ -63,16 +67,23 @@ def routes() -> list[BaseRoute]:
     ]
 
 
+# Requests that reach no handler get the API's envelope, never Starlette's plain text.
+HANDLERS: dict[type[Exception], Handler] = {
+    APIError: handle_api_error,
+    HTTPException: handle_http_exception,
+    ClientDisconnect: handle_client_disconnect,
+    Exception: handle_unexpected,
+}
+
+
 def create_app(svc: Services) -> ASGIApp:
     """The app for running services (whoever started them stops them)."""
-    app = Starlette(
-        routes=routes(),
-        exception_handlers={
-            APIError: handle_api_error,
-            HTTPException: handle_http_exception,
-            ClientDisconnect: handle_client_disconnect,
-            Exception: handle_unexpected,
-        },
-    )
+    app = Starlette(routes=routes(), exception_handlers=dict(HANDLERS))
     app.state.services = svc
-    return EdgeMiddleware(CORSMiddleware(app, enabled=svc.settings.browser_access), svc)
+    hot = [
+        route
+        for route in app.routes
+        if isinstance(route, Route) and route.endpoint in HOT_ENDPOINTS
+    ]
+    fast = FastRoutes(app, hot, HANDLERS)
+    return EdgeMiddleware(CORSMiddleware(fast, enabled=svc.settings.browser_access), svc)
