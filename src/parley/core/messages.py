@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from parley.core.citations import wire_citation
@@ -114,7 +114,7 @@ class MessageStream:
     def usage(self) -> Usage:
         return self.message.usage
 
-    async def events(self, source: AsyncIterator[EngineEvent]) -> AsyncIterator[StreamEvent]:
+    async def events(self, source: AsyncIterator[EngineEvent]) -> AsyncGenerator[StreamEvent, None]:
         """The API's events for an engine's events. The caller closes `source`."""
         request, usage = self.request, self.message.usage
         start = self.message.model_copy(

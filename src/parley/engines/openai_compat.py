@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -200,12 +201,16 @@ class OpenAICompatEngine(UpstreamEngine):
         events = self._whole(stream, reader) if plan.whole else self._chunks(stream, reader)
         if plan.echoed_prefill:
             events = _without_echo(events, plan.echoed_prefill)
-        async for event in shaped(events, plan.shape, forced=plan.forced):
-            yield event
+        # Closed here, as each layer closes the one it reads: an async generator left
+        # to the garbage collector is closed by a task the loop schedules through its
+        # thread-safe wake-up (an eventfd write and read, and a loop turn, each).
+        async with aclosing(shaped(events, plan.shape, forced=plan.forced)) as out:
+            async for event in out:
+                yield event
 
     async def _chunks(
         self, stream: OpenStream, reader: ChatStreamReader
-    ) -> AsyncIterator[EngineEvent]:
+    ) -> AsyncGenerator[EngineEvent, None]:
         while (event := await stream.next_event()) is not None:
             if event.data.strip() == "[DONE]":
                 break
@@ -219,7 +224,7 @@ class OpenAICompatEngine(UpstreamEngine):
 
     async def _whole(
         self, stream: OpenStream, reader: ChatStreamReader
-    ) -> AsyncIterator[EngineEvent]:
+    ) -> AsyncGenerator[EngineEvent, None]:
         reply = await stream.json()
         if not isinstance(reply, Mapping):
             raise InternalServerError("Internal server error")
@@ -246,25 +251,26 @@ class OpenAICompatEngine(UpstreamEngine):
 
 
 async def _without_echo(
-    events: AsyncIterator[EngineEvent], prefill: str
-) -> AsyncIterator[EngineEvent]:
+    events: AsyncGenerator[EngineEvent, None], prefill: str
+) -> AsyncGenerator[EngineEvent, None]:
     """The reply without the prefill the server repeats at its start."""
     pending = ""
     done = False
-    async for event in events:
-        if done:
-            yield event
-            continue
-        if isinstance(event, TextChunk):
-            pending += event.text
-            if len(pending) < len(prefill) and prefill.startswith(pending):
+    async with aclosing(events):
+        async for event in events:
+            if done:
+                yield event
+                continue
+            if isinstance(event, TextChunk):
+                pending += event.text
+                if len(pending) < len(prefill) and prefill.startswith(pending):
+                    continue
+                done = True
+                rest = pending.removeprefix(prefill)
+                if rest:
+                    yield TextChunk(rest, event.output_tokens)
                 continue
             done = True
-            rest = pending.removeprefix(prefill)
-            if rest:
-                yield TextChunk(rest, event.output_tokens)
-            continue
-        done = True
-        if pending and not isinstance(event, Finished):
-            yield TextChunk(pending, event.output_tokens)
-        yield event
+            if pending and not isinstance(event, Finished):
+                yield TextChunk(pending, event.output_tokens)
+            yield event

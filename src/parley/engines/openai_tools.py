@@ -21,7 +21,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Any, Literal
 
 from parley.core.generation import (
@@ -107,10 +108,11 @@ def forcing_fields(request: GenerationRequest, flavor: Flavor) -> dict[str, Any]
 
 
 def shaped(
-    events: AsyncIterator[EngineEvent], shape: ReplyShape, *, forced: bool
-) -> AsyncIterator[EngineEvent]:
+    events: AsyncGenerator[EngineEvent, None], shape: ReplyShape, *, forced: bool
+) -> AsyncGenerator[EngineEvent, None]:
     """The reply's events as the shape promises them; `forced`: tool_choice any/tool.
-    A plain reply is passed on as it is (no layer added on the hot path)."""
+    A plain reply is passed on as it is (no layer added on the hot path). Each layer
+    closes the one it reads when it is closed itself."""
     if shape == "text_calls":
         events = _text_calls(events, forced=False)
     elif shape == "forced_json":
@@ -121,37 +123,38 @@ def shaped(
 
 
 async def _text_calls(
-    events: AsyncIterator[EngineEvent], *, forced: bool
-) -> AsyncIterator[EngineEvent]:
+    events: AsyncGenerator[EngineEvent, None], *, forced: bool
+) -> AsyncGenerator[EngineEvent, None]:
     """Calls written as text (`<tool_call>{...}</tool_call>`) as call events. The reply
     ends at the call's closing tag (the request also stops the server there)."""
     splitter = CallSplitter(forced=forced)
     pending = ""  # text that may be the start of the closing tag
     closed = False
     tokens = 0
-    async for event in events:
-        if isinstance(event, Finished):
-            rest = pending.rstrip() if splitter.name is not None else pending
-            outs = [] if closed else splitter.feed(rest)
-            for out in _split_events([*outs, *splitter.finish()], tokens):
+    async with aclosing(events):
+        async for event in events:
+            if isinstance(event, Finished):
+                rest = pending.rstrip() if splitter.name is not None else pending
+                outs = [] if closed else splitter.feed(rest)
+                for out in _split_events([*outs, *splitter.finish()], tokens):
+                    yield out
+                yield event
+                return
+            tokens = event.output_tokens
+            if not isinstance(event, TextChunk):
+                yield event
+                continue
+            if closed:
+                continue
+            pending += event.text
+            end = pending.find(CALL_END)
+            if end >= 0:
+                text, pending, closed = pending[:end].rstrip(), "", True
+            else:
+                held = _closing_start(pending)
+                text, pending = pending[: len(pending) - held], pending[len(pending) - held :]
+            for out in _split_events(splitter.feed(text) if text else [], tokens):
                 yield out
-            yield event
-            return
-        tokens = event.output_tokens
-        if not isinstance(event, TextChunk):
-            yield event
-            continue
-        if closed:
-            continue
-        pending += event.text
-        end = pending.find(CALL_END)
-        if end >= 0:
-            text, pending, closed = pending[:end].rstrip(), "", True
-        else:
-            held = _closing_start(pending)
-            text, pending = pending[: len(pending) - held], pending[len(pending) - held :]
-        for out in _split_events(splitter.feed(text) if text else [], tokens):
-            yield out
 
 
 def _closing_start(text: str) -> int:
@@ -182,7 +185,9 @@ def _split_events(outs: list[TextOut | CallStartOut | InputOut], tokens: int) ->
 _CALL_HEAD = re.compile(r'\s*\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"arguments"\s*:\s*')
 
 
-async def _json_call(events: AsyncIterator[EngineEvent]) -> AsyncIterator[EngineEvent]:
+async def _json_call(
+    events: AsyncGenerator[EngineEvent, None],
+) -> AsyncGenerator[EngineEvent, None]:
     """`{"name": N, "arguments": A}` text as a call to N whose input streams as A.
 
     The arguments pass through as they come, less a trailing run of spaces and
@@ -194,41 +199,42 @@ async def _json_call(events: AsyncIterator[EngineEvent]) -> AsyncIterator[Engine
     held = ""
     started = False
     tokens = 0
-    async for event in events:
-        tokens = event.output_tokens
-        if isinstance(event, Finished):
-            if not started and buffer.strip():
-                for out in _whole_call(buffer, tokens):
-                    yield out
-            elif started:
-                tail = held.rstrip()
-                if tail.endswith("}"):
-                    tail = tail[:-1].rstrip()
-                if tail:
-                    yield ToolInputChunk(tail, tokens)
-            yield event
-            return
-        if not isinstance(event, TextChunk):
-            yield event
-            continue
-        if started:
-            pending = held + event.text
-            kept = pending.rstrip(" \n\t}")
-            held = pending[len(kept) :]
+    async with aclosing(events):
+        async for event in events:
+            tokens = event.output_tokens
+            if isinstance(event, Finished):
+                if not started and buffer.strip():
+                    for out in _whole_call(buffer, tokens):
+                        yield out
+                elif started:
+                    tail = held.rstrip()
+                    if tail.endswith("}"):
+                        tail = tail[:-1].rstrip()
+                    if tail:
+                        yield ToolInputChunk(tail, tokens)
+                yield event
+                return
+            if not isinstance(event, TextChunk):
+                yield event
+                continue
+            if started:
+                pending = held + event.text
+                kept = pending.rstrip(" \n\t}")
+                held = pending[len(kept) :]
+                if kept:
+                    yield ToolInputChunk(kept, tokens)
+                continue
+            buffer += event.text
+            head = _CALL_HEAD.match(buffer)
+            if head is None:
+                continue
+            started = True
+            yield ToolCallStart(json.loads(f'"{head.group(1)}"'), tokens)
+            rest = buffer[head.end() :]
+            kept = rest.rstrip(" \n\t}")
+            held = rest[len(kept) :]
             if kept:
                 yield ToolInputChunk(kept, tokens)
-            continue
-        buffer += event.text
-        head = _CALL_HEAD.match(buffer)
-        if head is None:
-            continue
-        started = True
-        yield ToolCallStart(json.loads(f'"{head.group(1)}"'), tokens)
-        rest = buffer[head.end() :]
-        kept = rest.rstrip(" \n\t}")
-        held = rest[len(kept) :]
-        if kept:
-            yield ToolInputChunk(kept, tokens)
 
 
 def _whole_call(text: str, tokens: int) -> list[EngineEvent]:
@@ -246,19 +252,22 @@ def _whole_call(text: str, tokens: int) -> list[EngineEvent]:
     ]
 
 
-async def _forced(events: AsyncIterator[EngineEvent]) -> AsyncIterator[EngineEvent]:
+async def _forced(events: AsyncGenerator[EngineEvent, None]) -> AsyncGenerator[EngineEvent, None]:
     called = False
-    async for event in events:
-        if isinstance(event, ToolCallStart):
-            called = True
-        elif isinstance(event, TextChunk) and not called:
-            continue  # a forced call has no text before it
-        elif isinstance(event, Finished) and not called:
-            # The server let the model answer in prose despite the forced choice (it
-            # ignored `tool_choice`): the client must not get text it did not allow.
-            log.error(
-                "upstream answered without the tool call tool_choice required; "
-                "check the backend's `flavor`"
-            )
-            raise InternalServerError("Internal server error", headers={"x-should-retry": "false"})
-        yield event
+    async with aclosing(events):
+        async for event in events:
+            if isinstance(event, ToolCallStart):
+                called = True
+            elif isinstance(event, TextChunk) and not called:
+                continue  # a forced call has no text before it
+            elif isinstance(event, Finished) and not called:
+                # The server let the model answer in prose despite the forced choice (it
+                # ignored `tool_choice`): the client must not get text it did not allow.
+                log.error(
+                    "upstream answered without the tool call tool_choice required; "
+                    "check the backend's `flavor`"
+                )
+                raise InternalServerError(
+                    "Internal server error", headers={"x-should-retry": "false"}
+                )
+            yield event

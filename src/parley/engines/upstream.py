@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,8 +132,9 @@ class UpstreamEngine(Engine[UpstreamRequest]):
     ) -> AsyncGenerator[EngineEvent, None]:
         stream = await call.claim()
         try:
-            async for event in self.read(stream, planned, request):
-                yield event
+            async with aclosing(self.read(stream, planned, request)) as events:
+                async for event in events:
+                    yield event
         finally:
             stream.close()
 

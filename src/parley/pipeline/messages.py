@@ -108,8 +108,11 @@ class MessageRun:
     async def events(self) -> AsyncGenerator[StreamEvent, None]:
         first = self._context is not None or self._span is not None
         try:
-            async with aclosing(self._generation.events) as source:
-                async for event in self.stream.events(source):
+            async with (
+                aclosing(self._generation.events) as source,
+                aclosing(self.stream.events(source)) as events,
+            ):
+                async for event in events:
                     if first and event.type == "content_block_start":
                         first = False
                         self._first_content()
