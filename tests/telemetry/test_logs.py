@@ -99,3 +99,14 @@ async def test_parleys_own_lines_during_a_request_carry_its_id(
     [line] = [json.loads(x) for x in out.getvalue().splitlines()]
     assert line["message"].startswith("tool count input does not match its schema")
     assert line["request_id"] == response.headers["request-id"]
+
+
+@pytest.mark.parametrize("msecs", [0.0, 5.7, 999.9])
+def test_text_lines_keep_the_logging_default_time_stamp(msecs: float) -> None:
+    # The stamp's seconds are formatted once a second; the text must not change.
+    formatter = TextFormatter()
+    standard = logging.Formatter("%(asctime)s")
+    for created in (1_700_000_000.0, 1_700_000_000.5, 1_700_000_061.0):
+        record = logging.LogRecord("parley", logging.INFO, __file__, 1, "hi", (), None)
+        record.created, record.msecs = created, msecs
+        assert formatter.formatTime(record) == standard.formatTime(record)
