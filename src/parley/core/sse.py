@@ -11,7 +11,17 @@ from typing import Any
 
 from parley.core.lifecycle import Lifecycle
 from parley.errors import APIError, OverloadedError
-from parley.protocol.stream import MessageStartEvent, PingEvent, StreamEvent
+from parley.protocol.stream import (
+    ContentBlockDeltaEvent,
+    ContentBlockStopEvent,
+    InputJSONDelta,
+    MessageStartEvent,
+    MessageStopEvent,
+    PingEvent,
+    StreamEvent,
+    TextDelta,
+    ThinkingDelta,
+)
 
 
 def frame(name: str, data: dict[str, Any]) -> bytes:
@@ -24,10 +34,49 @@ _START_EXCLUDES = {"message": {"stop_details"}}
 
 
 def event_frame(event: StreamEvent) -> bytes:
+    if isinstance(event, ContentBlockDeltaEvent):
+        delta = event.delta
+        field = _ONE_STRING_DELTAS.get(type(delta))
+        if field is not None:
+            text = _json_string(getattr(delta, field)).encode()
+            return _DELTA[delta.type] % (event.index, text)
+    elif isinstance(event, ContentBlockStopEvent):
+        return _BLOCK_STOP % event.index
+    elif isinstance(event, PingEvent):
+        return _PING
+    elif isinstance(event, MessageStopEvent):
+        return _MESSAGE_STOP
     # pydantic writes the JSON itself (compact, UTF-8): no dict in between.
     excludes = _START_EXCLUDES if isinstance(event, MessageStartEvent) else None
     data = event.model_dump_json(exclude=excludes)
     return b"event: " + event.type.encode() + b"\ndata: " + data.encode() + b"\n\n"
+
+
+# The events of every token, and the fixed ones, written without pydantic's serializer,
+# whose call cost several times the rest of their path; the same bytes it writes
+# (compact, UTF-8, its field order), which tests/core/test_sse_frames.py holds them to.
+_ONE_STRING_DELTAS: dict[type, str] = {
+    TextDelta: "text",
+    InputJSONDelta: "partial_json",
+    ThinkingDelta: "thinking",
+}
+_DELTA = {
+    kind: b"event: content_block_delta\ndata: "
+    b'{"type":"content_block_delta","index":%d,"delta":{"type":"'
+    + kind.encode()
+    + b'","'
+    + field.encode()
+    + b'":%s}}\n\n'
+    for kind, field in (
+        ("text_delta", "text"),
+        ("input_json_delta", "partial_json"),
+        ("thinking_delta", "thinking"),
+    )
+}
+_BLOCK_STOP = b'event: content_block_stop\ndata: {"type":"content_block_stop","index":%d}\n\n'
+_PING = b'event: ping\ndata: {"type":"ping"}\n\n'
+_MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+_json_string = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def error_frame(error: APIError) -> bytes:
@@ -130,8 +179,11 @@ async def with_pings(
             timer.cancel()
         if forget_cut is not None:
             forget_cut()
-        task.cancel()
-        await _despite_cancellation(_close_source(task, events))
+        # A pump that ran to its end has read the source to its end (or to the error
+        # that ended it): nothing is left to close, which is the common case.
+        if not task.done() or task.cancelled():
+            task.cancel()
+            await _despite_cancellation(_close_source(task, events))
 
 
 async def _close_source(pump: asyncio.Task[None], events: AsyncIterator[StreamEvent]) -> None:
