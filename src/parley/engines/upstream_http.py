@@ -28,6 +28,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+from pydantic_core import from_json
 
 from parley.engines.upstream_errors import transport_error
 from parley.errors import APIError, InternalServerError
@@ -47,6 +48,16 @@ _IDLE = 4.0
 _JSON_HEADERS = {"content-type": "application/json"}
 
 
+def loads(text: str | bytes) -> Any:
+    """JSON from an upstream: pydantic-core's parser, a third of the json module's time
+    on a chunk of a stream (every token's); what it refuses and the json module takes
+    (an escaped lone surrogate) is read by the json module, as before."""
+    try:
+        return from_json(text)
+    except ValueError:
+        return json.loads(text)
+
+
 # -- server-sent events ----------------------------------------------------------------------
 
 
@@ -56,7 +67,7 @@ class SSEEvent:
     data: str
 
     def json(self) -> Any:
-        return json.loads(self.data)
+        return loads(self.data)
 
 
 class SSEParser:
@@ -208,7 +219,7 @@ class OpenStream:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise transport_error(exc, upstream=self.upstream) from exc
         try:
-            return json.loads(raw)
+            return loads(raw)
         except ValueError:
             raise InternalServerError("Internal server error") from None
 

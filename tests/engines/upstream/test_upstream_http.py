@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 
-from parley.engines.upstream_http import GenerationClient
+import pytest
+
+from parley.engines.upstream_http import GenerationClient, loads
 
 REPLY = json.dumps({"choices": [], "usage": {}}).encode()
 
@@ -58,3 +60,16 @@ async def test_a_kept_alive_connection_closed_as_it_is_reused_is_retried() -> No
         await server.wait_closed()
     # Every reuse met a connection closed unanswered, and went out again on a new one.
     assert served == [1, 1, 1]
+
+
+def test_upstream_json_reads_what_the_json_module_reads() -> None:
+    texts = [
+        '{"choices": [{"delta": {"content": " quick"}, "finish_reason": null}]}',
+        '{"a": 123456789012345678901234567890, "b": NaN, "c": 1.5, "d": "\\ud83d\\ude00"}',
+        '{"a": "\\ud800 lone"}',  # pydantic-core refuses it; the json module's reading
+    ]
+    for text in texts:
+        assert repr(loads(text)) == repr(json.loads(text))
+        assert repr(loads(text.encode())) == repr(json.loads(text))
+    with pytest.raises(ValueError):
+        loads('{"unfinished": ')
