@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -171,8 +172,10 @@ async def serve(
     everything when the server does."""
     svc = await start_services(settings)
     try:
+        app = create_app(svc)
+        settle_heap()
         config = uvicorn.Config(
-            create_app(svc),
+            app,
             host=settings.host,
             port=settings.port,
             http=protocol_class(connection_limits(settings, svc.organization_id)),
@@ -196,6 +199,15 @@ async def serve(
         await serving
     finally:
         await svc.aclose()
+
+
+def settle_heap() -> None:
+    """What was built to start (modules, schemas, the services) lives as long as the
+    process: frozen, the garbage collector no longer walks it. A full collection of
+    that heap took about 90 ms, a pause for every request in flight, and came every
+    few thousand requests; what requests leave behind is still collected."""
+    gc.collect()
+    gc.freeze()
 
 
 async def bootstrap_key(settings: Settings) -> CreatedKey | None:
