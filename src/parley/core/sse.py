@@ -177,6 +177,9 @@ async def with_pings(
     finally:
         if timer is not None:
             timer.cancel()
+            # `tick` holds the handle that holds `tick`: a cycle otherwise left for the
+            # garbage collector on every stream.
+            timer = None
         if forget_cut is not None:
             forget_cut()
         # A pump that ran to its end has read the source to its end (or to the error

@@ -55,8 +55,8 @@ class ClientWatch:
         )
         return self
 
-    def _client_gone(self, watcher: asyncio.Future[None]) -> None:
-        if not watcher.cancelled() and watcher.exception() is None:
+    def _client_gone(self, watcher: asyncio.Future[bool]) -> None:
+        if not watcher.cancelled() and watcher.result():
             self._stop("gone")
 
     def _cut(self) -> None:
@@ -76,8 +76,12 @@ class ClientWatch:
         tb: TracebackType | None,
     ) -> bool:
         # No await before this: a cancellation asked for from here on is not the block's.
+        # The watcher is left to end by itself: the server's `receive` answers
+        # `http.disconnect` once the response is complete (or the connection gone).
+        # Cancelling it cost a task step, and a block that never waited (a reply read
+        # whole from an instant upstream) ends before the watcher has started, which
+        # leaves its cancellation's traceback in a cycle with the task.
         self._active = False
-        self._watcher.cancel()
         if self._forget_cut is not None:
             self._forget_cut()
         if self.reason is None:
@@ -92,8 +96,14 @@ class ClientWatch:
         raise ClientDisconnect()
 
 
-async def _disconnected(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
+async def _disconnected(receive: Receive) -> bool:
+    """True once the client has gone; False when the watch ends first. The watch's end
+    is taken, not raised: a cancelled task keeps its exception, whose traceback holds
+    the task, a cycle per request left for the garbage collector."""
+    try:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return True
+    except asyncio.CancelledError:
+        return False
