@@ -16,14 +16,14 @@ from tests.serverproc import ParleyProcess
 pytestmark = pytest.mark.e2e
 
 
-def write_requests(path: Path, texts: dict[str, str]) -> Path:
+def write_requests(path: Path, texts: dict[str, str], max_tokens: int = 300) -> Path:
     lines = [
         json.dumps(
             {
                 "custom_id": custom_id,
                 "params": {
                     "model": SCRIPTED_MODEL,
-                    "max_tokens": 300,
+                    "max_tokens": max_tokens,
                     "messages": [{"role": "user", "content": text}],
                 },
             }
@@ -79,8 +79,10 @@ def test_create_wait_show_list_and_results(scripted_server: ParleyProcess, tmp_p
 def test_key_and_url_from_the_environment_and_cancel(
     scripted_server: ParleyProcess, tmp_path: Path
 ) -> None:
-    slow = {f"s{i}": "count: 200" for i in range(4)}
-    file = write_requests(tmp_path / "slow.jsonl", slow)
+    # 9 s a request, two at a time: still running when `cancel` starts, however slow
+    # the machine is to start the CLI.
+    slow = {f"s{i}": "count: 900" for i in range(4)}
+    file = write_requests(tmp_path / "slow.jsonl", slow, max_tokens=1000)
     env = {
         "ANTHROPIC_BASE_URL": scripted_server.base_url,
         "ANTHROPIC_API_KEY": scripted_server.api_key,

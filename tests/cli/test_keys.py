@@ -129,14 +129,14 @@ def test_a_key_revoked_from_the_cli_is_refused_by_a_real_server(tmp_path: Path) 
     server = ParleyProcess(tmp_path / "data", config=CONFIG).start()
     store = ["--data-dir", str(server.data_dir)]
     try:
-        client = anthropic.Anthropic(
+        with anthropic.Anthropic(
             base_url=server.base_url, api_key=server.api_key, max_retries=0
-        )
-        messages: Any = [{"role": "user", "content": "say: ok"}]
-        assert client.messages.create(model=SCRIPTED_MODEL, max_tokens=5, messages=messages)
-        [key] = key_list(store)
-        assert ok("keys", "revoke", key["id"], *store) == f"{key['id']}\n"
-        with pytest.raises(anthropic.AuthenticationError):
-            client.messages.create(model=SCRIPTED_MODEL, max_tokens=5, messages=messages)
+        ) as client:
+            messages: Any = [{"role": "user", "content": "say: ok"}]
+            assert client.messages.create(model=SCRIPTED_MODEL, max_tokens=5, messages=messages)
+            [key] = key_list(store)
+            assert ok("keys", "revoke", key["id"], *store) == f"{key['id']}\n"
+            with pytest.raises(anthropic.AuthenticationError):
+                client.messages.create(model=SCRIPTED_MODEL, max_tokens=5, messages=messages)
     finally:
         server.stop()

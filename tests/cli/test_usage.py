@@ -66,19 +66,26 @@ def test_usage_after_requests_through_a_real_server(tmp_path: Path) -> None:
             ("default", server.api_key, ["say: one two three", "count: 7"]),
             ("second", second, ["say: hello there"]),
         ]:
-            client = anthropic.Anthropic(base_url=server.base_url, api_key=secret, max_retries=0)
-            for text in texts:
-                reply = client.messages.create(
-                    model=SCRIPTED_MODEL,
-                    max_tokens=50,
-                    messages=[{"role": "user", "content": text}],
-                )
-                sent[ids[name]].append((reply.usage.input_tokens, reply.usage.output_tokens))
-        with anthropic.Anthropic(
-            base_url=server.base_url, api_key=second, max_retries=0
-        ).messages.stream(
-            model=SCRIPTED_MODEL, max_tokens=50, messages=[{"role": "user", "content": "count: 5"}]
-        ) as stream:
+            # Closed, each: a client's pooled connection left to the garbage collector
+            # is a ResourceWarning in whichever later test collects it.
+            with anthropic.Anthropic(
+                base_url=server.base_url, api_key=secret, max_retries=0
+            ) as client:
+                for text in texts:
+                    reply = client.messages.create(
+                        model=SCRIPTED_MODEL,
+                        max_tokens=50,
+                        messages=[{"role": "user", "content": text}],
+                    )
+                    sent[ids[name]].append((reply.usage.input_tokens, reply.usage.output_tokens))
+        with (
+            anthropic.Anthropic(base_url=server.base_url, api_key=second, max_retries=0) as client,
+            client.messages.stream(
+                model=SCRIPTED_MODEL,
+                max_tokens=50,
+                messages=[{"role": "user", "content": "count: 5"}],
+            ) as stream,
+        ):
             final = stream.get_final_message()
         sent[ids["second"]].append((final.usage.input_tokens, final.usage.output_tokens))
 
@@ -123,10 +130,12 @@ def test_usage_after_requests_through_a_real_server(tmp_path: Path) -> None:
             assert secret not in table
 
         # The Admin API tells the same story, through the official SDK and plain HTTP.
-        admin = anthropic.Anthropic(base_url=server.base_url, api_key=admin_secret, max_retries=0)
-        keys = list(admin.organization.api_keys.list())
-        assert {k.name for k in keys} == {"default", "second", "root"}
-        assert admin.organization.api_keys.retrieve(ids["second"]).partial_key_hint
+        with anthropic.Anthropic(
+            base_url=server.base_url, api_key=admin_secret, max_retries=0
+        ) as admin:
+            keys = list(admin.organization.api_keys.list())
+            assert {k.name for k in keys} == {"default", "second", "root"}
+            assert admin.organization.api_keys.retrieve(ids["second"]).partial_key_hint
         start = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
         response = httpx.get(
             f"{server.base_url}/v1/organizations/usage_report/messages",
