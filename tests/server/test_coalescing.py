@@ -47,6 +47,13 @@ async def test_writes_of_one_turn_leave_together_in_order() -> None:
     transport.write(b"next")
     await asyncio.sleep(0)
     assert real.sent[1:] == [b"next"]
+    # A complete response is flushed at once, not at the end of the turn.
+    transport.write(b"HTTP/1.1 204 No Content\r\n")
+    transport.write(b"\r\n")
+    transport.flush()
+    assert real.sent[2:] == [b"HTTP/1.1 204 No Content\r\n\r\n"]
+    await asyncio.sleep(0)
+    assert len(real.sent) == 3
 
 
 async def test_close_sends_what_is_pending_first_and_abort_drops_it() -> None:

@@ -91,7 +91,8 @@ class LimitedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self.transport = CoalescingTransport(transport, self.loop)
+        self._writer = CoalescingTransport(transport, self.loop)
+        self.transport = self._writer
         self._read_deadline("head", self.limits.header_timeout)
 
     def on_message_begin(self) -> None:
@@ -131,6 +132,8 @@ class LimitedProtocol(HttpToolsProtocol):
         # opening keeps running.
 
     def on_response_complete(self) -> None:
+        # A finished response leaves now, not after what its task does next.
+        self._writer.flush()
         super().on_response_complete()
         if self.transport.is_closing():
             self._cancel_read()
@@ -226,7 +229,8 @@ class CoalescingTransport(asyncio.Transport):
     uvloop sends each write at once, and uvicorn writes a response's head, each body
     part and a chunked body's terminator separately: a plain reply was two sends and a
     stream that arrived in one piece three, each a system call and a wake-up of the
-    client. Deferred to the end of the loop's turn they are one, a turn later at most.
+    client. Deferred to the end of the loop's turn they are one, a turn later at most;
+    a response that is complete is sent at once (`flush`).
     Flow control stays with the real transport (uvicorn's `FlowControl` holds it)."""
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
@@ -237,14 +241,14 @@ class CoalescingTransport(asyncio.Transport):
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not self._pending:
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self.flush)
         self._pending.append(bytes(data))
 
     def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
         for data in list_of_data:
             self.write(data)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         if not self._pending:
             return
         data = b"".join(self._pending) if len(self._pending) > 1 else self._pending[0]
@@ -253,7 +257,7 @@ class CoalescingTransport(asyncio.Transport):
             self._transport.write(data)
 
     def close(self) -> None:
-        self._flush()
+        self.flush()
         self._transport.close()
 
     def abort(self) -> None:
@@ -288,7 +292,7 @@ class CoalescingTransport(asyncio.Transport):
         return self._transport.can_write_eof()
 
     def write_eof(self) -> None:
-        self._flush()
+        self.flush()
         self._transport.write_eof()
 
 
