@@ -80,6 +80,16 @@ async def settled(data_dir: Path, requests: int) -> dict[str, int]:
     return counts
 
 
+async def check_stopped_and_settled(server: ParleyProcess, statuses: list[int]) -> None:
+    """The slot was free again soon, and the abandoned request was recorded with the
+    tokens made before it stopped: about when its client left, far from its 400 words."""
+    assert statuses[-1] == 200, statuses
+    counts = await settled(server.data_dir, 2)
+    assert counts["requests"] == 2
+    assert 0 < counts["output_tokens"] < 100, counts
+    assert "Traceback" not in server.logs()
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Any:
     proc = ParleyProcess(tmp_path / "serve", config=CONFIG.format(drain=1.0)).start()
@@ -95,12 +105,7 @@ async def test_a_plain_request_whose_client_left_stops_and_is_settled(
         with pytest.raises(httpx.ReadTimeout):
             await http.post("/v1/messages", json=body(LONG, stream=False), timeout=0.5)
         statuses = await slot_free_within(http, 5)
-    assert statuses[-1] == 200, statuses
-    counts = await settled(server.data_dir, 2)
-    assert counts["requests"] == 2
-    # The abandoned request stopped about when its client left, far from its 400 words.
-    assert 0 < counts["output_tokens"] < 100, counts
-    assert "Traceback" not in server.logs()
+    await check_stopped_and_settled(server, statuses)
 
 
 async def test_a_stream_whose_client_left_stops_and_is_settled(server: ParleyProcess) -> None:
@@ -115,11 +120,7 @@ async def test_a_stream_whose_client_left_stops_and_is_settled(server: ParleyPro
                 if seen.count(b"event: content_block_delta") >= 3:
                     break  # leaving the block closes the connection mid-stream
         statuses = await slot_free_within(http, 5)
-    assert statuses[-1] == 200, statuses
-    counts = await settled(server.data_dir, 2)
-    assert counts["requests"] == 2
-    assert 0 < counts["output_tokens"] < 100, counts
-    assert "Traceback" not in server.logs()
+    await check_stopped_and_settled(server, statuses)
 
 
 async def test_a_plain_request_running_at_the_drain_deadline_gets_a_retryable_529(

@@ -19,8 +19,8 @@ class Lifecycle:
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        # Set at the drain deadline: whatever still runs ends now.
-        self.cut = asyncio.Event()
+        # True from the drain deadline on: whatever still runs ends now.
+        self._cut = False
         self._on_cut: set[Callable[[], None]] = set()
 
     @property
@@ -37,16 +37,16 @@ class Lifecycle:
 
     def cut_now(self) -> None:
         self._draining = True
-        self.cut.set()
+        self._cut = True
         for callback in list(self._on_cut):
             callback()
         self._on_cut.clear()
 
     def on_cut(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call `callback` at the drain deadline (at once if it has passed); returns
-        what takes it back. A callback, not a task waiting on `cut`: every request
+        what takes it back. A callback, not a task waiting on an event: every request
         in flight holds one, and a task per request costs the hot path."""
-        if self.cut.is_set():
+        if self._cut:
             callback()
             return _nothing
         self._on_cut.add(callback)

@@ -36,10 +36,10 @@ _START_EXCLUDES = {"message": {"stop_details"}}
 def event_frame(event: StreamEvent) -> bytes:
     if isinstance(event, ContentBlockDeltaEvent):
         delta = event.delta
-        field = _ONE_STRING_DELTAS.get(type(delta))
-        if field is not None:
-            text = _json_string(getattr(delta, field)).encode()
-            return _DELTA[delta.type] % (event.index, text)
+        one_string = _ONE_STRING_DELTAS.get(type(delta))
+        if one_string is not None:
+            field, template = one_string
+            return template % (event.index, _json_string(getattr(delta, field)).encode())
     elif isinstance(event, ContentBlockStopEvent):
         return _BLOCK_STOP % event.index
     elif isinstance(event, PingEvent):
@@ -55,23 +55,19 @@ def event_frame(event: StreamEvent) -> bytes:
 # The events of every token, and the fixed ones, written without pydantic's serializer,
 # whose call cost several times the rest of their path; the same bytes it writes
 # (compact, UTF-8, its field order), which tests/core/test_sse_frames.py holds them to.
-_ONE_STRING_DELTAS: dict[type, str] = {
-    TextDelta: "text",
-    InputJSONDelta: "partial_json",
-    ThinkingDelta: "thinking",
-}
-_DELTA = {
-    kind: b"event: content_block_delta\ndata: "
-    b'{"type":"content_block_delta","index":%d,"delta":{"type":"'
-    + kind.encode()
-    + b'","'
-    + field.encode()
-    + b'":%s}}\n\n'
-    for kind, field in (
-        ("text_delta", "text"),
-        ("input_json_delta", "partial_json"),
-        ("thinking_delta", "thinking"),
+def _delta_frame(kind: str, field: str) -> bytes:
+    return (
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,'
+        + f'"delta":{{"type":"{kind}","{field}":'.encode()
+        + b"%s}}\n\n"
     )
+
+
+# A delta type: its one field, and its frame with the index and the field's JSON to fill.
+_ONE_STRING_DELTAS: dict[type, tuple[str, bytes]] = {
+    TextDelta: ("text", _delta_frame("text_delta", "text")),
+    InputJSONDelta: ("partial_json", _delta_frame("input_json_delta", "partial_json")),
+    ThinkingDelta: ("thinking", _delta_frame("thinking_delta", "thinking")),
 }
 _BLOCK_STOP = b'event: content_block_stop\ndata: {"type":"content_block_stop","index":%d}\n\n'
 _PING = b'event: ping\ndata: {"type":"ping"}\n\n'
@@ -200,9 +196,10 @@ async def _close_source(pump: asyncio.Task[None], events: AsyncIterator[StreamEv
 async def _despite_cancellation(cleanup: Coroutine[Any, Any, None]) -> None:
     """Run `cleanup` to its end, then pass on any cancellation received meanwhile.
 
-    Starlette cancels a request whose client went away through an anyio scope, which
-    cancels it again at every await; an engine's clean-up (closing an upstream
-    response, releasing a slot) would otherwise be cut short at its first await.
+    A request whose client went away is cancelled while its stream is read (and a
+    server shutting down may cancel it again); an engine's clean-up (closing an
+    upstream response, releasing a slot) would otherwise be cut short at its first
+    await.
     """
     job = asyncio.ensure_future(cleanup)
     cancelled = False

@@ -172,9 +172,8 @@ class OpenStream:
 
     Closing is synchronous: aiohttp drops an unfinished response's connection at once
     (the upstream sees the client go away and stops generating) and keeps a finished
-    one for the next request. A request task that is cancelled again and again while
-    it cleans up (Starlette cancels a request whose client went away through an anyio
-    scope, which re-cancels on every await) therefore cannot leave it open."""
+    one for the next request. A request task that is cancelled while it cleans up (its
+    client went away, the server is shutting down) therefore cannot leave it open."""
 
     def __init__(self, response: aiohttp.ClientResponse, *, upstream: str) -> None:
         self.response = response
