@@ -37,6 +37,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from parley.core.ids import request_id
 from parley.errors import APIError, InvalidRequestError, OverloadedError, RequestTimeoutError
+from parley.server.logs import access_line
 from parley.server.middleware import send_error
 
 MAX_HEAD_BYTES = 16 * 1024
@@ -86,6 +87,9 @@ class LimitedProtocol(HttpToolsProtocol):
         self._reading: Literal["head", "body"] | None = None
         self._write_timer: asyncio.TimerHandle | None = None
         self.app = _CappedApp(self.app, self)
+        # The access line is Parley's, written once the response has left
+        # (server/middleware.py); uvicorn writes it before the body, on the reply's path.
+        self.access_log = False
 
     # -- reading --------------------------------------------------------------------
 
@@ -317,6 +321,7 @@ class _CappedApp:
             rid = request_id()
             headers.append((b"request-id", rid.encode()))
             await send_error(with_ids, OverloadedError(), rid, close=True)
+            access_line(scope, OverloadedError.status)
             return
         await self._app(scope, receive, send)
 

@@ -6,9 +6,35 @@ from __future__ import annotations
 
 import logging
 import re
+from urllib.parse import quote
+
+from starlette.types import Scope
 
 _KEY = re.compile(r"sk-[A-Za-z0-9][A-Za-z0-9_\-]{7,}")
 REDACTED = "sk-***"
+
+
+_ACCESS = logging.getLogger("uvicorn.access")
+
+
+def access_line(scope: Scope, status: int) -> None:
+    """uvicorn's access line (its logger, format and arguments, which the formatters
+    and log readers know), written once the response has left rather than before its
+    body: at one request at a time, what follows the last byte is off the client's
+    wait."""
+    if _ACCESS.isEnabledFor(logging.INFO):
+        client = scope.get("client")
+        path = quote(scope["path"])
+        if scope.get("query_string"):
+            path = f"{path}?{scope['query_string'].decode('ascii')}"
+        _ACCESS.info(
+            '%s - "%s %s HTTP/%s" %d',
+            f"{client[0]}:{client[1]}" if client else "",
+            scope["method"],
+            path,
+            scope["http_version"],
+            status,
+        )
 
 
 def redact(text: str) -> str:

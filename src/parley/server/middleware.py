@@ -23,6 +23,7 @@ from parley.errors import (
     OverloadedError,
     RequestTooLargeError,
 )
+from parley.server.logs import access_line
 from parley.services import Services
 from parley.telemetry.context import RequestContext, enter_request, leave_request
 
@@ -106,6 +107,8 @@ class EdgeMiddleware:
             )
             if context.span is not None:
                 svc.tracing.end_request_span(context.span, route, status)
+            if status:
+                access_line(scope, status)
             leave_request(token)
 
 
