@@ -12,9 +12,9 @@ import logging
 import re
 from collections.abc import Mapping
 
-import aiohttp
 import httpx
 
+from parley.engines.http_client import ConnectFailed, ReadTimeout
 from parley.errors import (
     TOO_LARGE,
     APIError,
@@ -130,18 +130,18 @@ def context_error(message: str | None, body: bytes | None = None) -> InvalidRequ
 
 
 def transport_error(exc: Exception, *, upstream: str) -> APIError:
-    """A failure to reach or read the upstream (an httpx or aiohttp error, or a line too
-    long to read), as the error Parley's client should see."""
+    """A failure to reach or read the upstream (an httpx error, the generation client's
+    `TransportError`, or a line too long to read), as the error Parley's client should
+    see."""
     log.warning("upstream %s: %s: %s", upstream, type(exc).__name__, exc)
     retry = {"x-should-retry": "true"}
-    if isinstance(exc, httpx.ReadTimeout | aiohttp.SocketTimeoutError):
+    if isinstance(exc, httpx.ReadTimeout | ReadTimeout):
         return GatewayTimeoutError("Request timed out", headers=retry)
     unreachable = (
         httpx.ConnectError,
         httpx.ConnectTimeout,
         httpx.PoolTimeout,
-        aiohttp.ClientConnectorError,
-        aiohttp.ConnectionTimeoutError,
+        ConnectFailed,
     )
     if isinstance(exc, unreachable):
         return OverloadedError("Overloaded", headers=retry)

@@ -2,11 +2,10 @@
 to the end of its events, and server-sent events.
 
 Two clients, for two kinds of call. The generation request, on every message's path,
-goes through aiohttp: its C parser and native asyncio cost about a third of httpx's
-time per streamed call (0.7 against 1.8 ms per call to an instant upstream, measured
-side by side on this class of machine), and a gateway's own cost is what it adds to
-every request. Calls made once at start or now and then (model listings, flavor
-detection, token counts) stay on httpx, whose mock transport their tests use.
+goes through engines/http_client.py, an HTTP/1.1 client that does only what that call
+needs, on httptools' parser in C: a gateway's own cost is what it adds to every
+request. Calls made once at start or now and then (model listings, flavor detection,
+token counts) stay on httpx, whose mock transport their tests use.
 
 An upstream request is opened in `open()`, before Parley's response starts, so that an
 upstream refusal (429, 5xx, a refused connection) reaches the client as an HTTP error
@@ -26,10 +25,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import httpx
 from pydantic_core import from_json
 
+from parley.engines.http_client import HTTPClient, Response, TransportError
 from parley.engines.upstream_errors import transport_error
 from parley.errors import APIError, InternalServerError
 
@@ -45,7 +44,6 @@ _MAX_LINE = 2 * 1024 * 1024
 # the 5 s after which uvicorn (vLLM, SGLang) and llama-server close theirs, so a
 # connection is not reused just as the server closes it.
 _IDLE = 4.0
-_JSON_HEADERS = {"content-type": "application/json"}
 
 
 def loads(text: str | bytes) -> Any:
@@ -111,57 +109,26 @@ def upstream_client(
 
 
 class GenerationClient:
-    """The client for generation requests: one aiohttp session per event loop that uses
-    it (a session is bound to the loop it was made in, and `parley serve --workers`
-    and the tests each run their own)."""
+    """The client for generation requests (engines/http_client.py)."""
 
     def __init__(
         self, base_url: str, headers: dict[str, str], *, connect_timeout: float, read_timeout: float
     ) -> None:
-        self._base = base_url.rstrip("/") + "/"
-        self._headers = {**headers, **_JSON_HEADERS}
         # No total deadline: a long generation is read for as long as it streams.
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect_timeout, sock_read=read_timeout
+        self._http = HTTPClient(
+            base_url,
+            headers,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            idle=_IDLE,
         )
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _current(self) -> aiohttp.ClientSession:
-        session, loop = self._session, asyncio.get_running_loop()
-        if session is None or session.closed or self._loop is not loop:
-            self._loop = loop
-            session = self._session = aiohttp.ClientSession(
-                headers=self._headers,
-                timeout=self._timeout,
-                # The upstream queues requests itself; a pool limit here would only add a
-                # second queue, with its own timeout, in front of it.
-                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=_IDLE),
-                # An inference API keeps no session in cookies; matching a jar against
-                # every request's URL was a sixth of the client's time per call.
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
-        return session
-
-    async def post(self, path: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
+    async def post(self, path: str, body: dict[str, Any]) -> Response:
         data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-        url = self._base + path
-        try:
-            return await self._current().post(url, data=data)
-        except aiohttp.ClientConnectorError:
-            raise  # nobody listens: the router's business, not a retry's
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
-            # A kept-alive connection the upstream closed as it was being reused: the
-            # request never reached it. aiohttp retries this only for idempotent
-            # methods; a generation is worth one more try (the dead connection is gone
-            # from the pool).
-            return await self._current().post(url, data=data)
+        return await self._http.post(path, data, "application/json")
 
     async def aclose(self) -> None:
-        session, self._session = self._session, None
-        # A session of another loop (a test's, gone) cannot be closed from this one.
-        if session is not None and self._loop is asyncio.get_running_loop():
-            await session.close()
+        await self._http.aclose()
 
 
 # -- one upstream call -----------------------------------------------------------------------
@@ -170,12 +137,12 @@ class GenerationClient:
 class OpenStream:
     """An upstream response with a success status whose events are not read yet.
 
-    Closing is synchronous: aiohttp drops an unfinished response's connection at once
+    Closing is synchronous: the client drops an unfinished response's connection at once
     (the upstream sees the client go away and stops generating) and keeps a finished
     one for the next request. A request task that is cancelled while it cleans up (its
     client went away, the server is shutting down) therefore cannot leave it open."""
 
-    def __init__(self, response: aiohttp.ClientResponse, *, upstream: str) -> None:
+    def __init__(self, response: Response, *, upstream: str) -> None:
         self.response = response
         self.upstream = upstream
         # What the engine read while opening (the Anthropic engine's message_start).
@@ -188,7 +155,7 @@ class OpenStream:
     async def next_event(self) -> SSEEvent | None:
         """The next event; None at the end of the body. The body is read as it comes,
         everything that has arrived at once, and split into lines here: a line at a
-        time through aiohttp's reader cost more than the rest of the event's path."""
+        time through a stream reader cost more than the rest of the event's path."""
         while True:
             while self._lines:
                 event = self._parser.line(self._lines.popleft())
@@ -197,8 +164,8 @@ class OpenStream:
             if self._ended:
                 return None
             try:
-                piece = await self.response.content.readany()
-            except (aiohttp.ClientError, TimeoutError) as exc:
+                piece = await self.response.readany()
+            except TransportError as exc:
                 raise transport_error(exc, upstream=self.upstream) from exc
             if not piece:
                 # The body's end: its last line, then a blank one that dispatches it.
@@ -215,7 +182,7 @@ class OpenStream:
         """The whole body as JSON (a reply asked for in one piece)."""
         try:
             raw = await self.response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except TransportError as exc:
             raise transport_error(exc, upstream=self.upstream) from exc
         try:
             return loads(raw)
@@ -239,15 +206,15 @@ async def open_stream(
 ) -> OpenStream:
     try:
         response = await client.post(path, body)
-    except (aiohttp.ClientError, TimeoutError) as exc:
+    except TransportError as exc:
         raise transport_error(exc, upstream=upstream) from exc
     if response.status < 400:
         return OpenStream(response, upstream=upstream)
     try:
         raw = b""
-        while len(raw) <= _MAX_ERROR_BODY and (piece := await response.content.readany()):
+        while len(raw) <= _MAX_ERROR_BODY and (piece := await response.readany()):
             raw += piece
-    except (aiohttp.ClientError, TimeoutError) as exc:
+    except TransportError as exc:
         raise transport_error(exc, upstream=upstream) from exc
     finally:
         response.close()

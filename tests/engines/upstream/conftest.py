@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+import uvloop
 
 from parley.config import ModelConfig, Settings
 from parley.core.generation import EngineEvent
@@ -20,6 +22,16 @@ from tests.conftest import old_sdk_headers, scripted_settings
 from tests.engines.upstream.fake_openai import FakeState, serve_asgi, serving
 
 UPSTREAM_MODEL = "up-1"
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]] | None:
+    """The generation client's own tests run on asyncio's loop and on uvloop, which
+    `parley serve` runs it on (their transports differ in what they call when)."""
+    if item.path.name == "test_http_client.py":
+        return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+    return None
 
 
 @dataclass

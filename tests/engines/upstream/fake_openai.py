@@ -12,6 +12,8 @@ The last user message steers it, one directive a line:
 - ``finish: REASON``: end with this finish_reason (default ``stop``).
 - ``usage: off``: send no usage chunk.
 
+``GET /fake/counts`` says how many chat requests came, over how many connections.
+
 A request with ``"stream": false`` gets the same reply as one ``chat.completion``:
 ``die_after`` drops the connection before answering, ``error_after`` answers 500.
 
@@ -49,6 +51,8 @@ class FakeState:
     # Streams the client closed before their end (the upstream saw it go away).
     cancelled: int = 0
     completed: int = 0
+    # The client ports chat requests came from: one per connection a client opened.
+    ports: set[int] = field(default_factory=set)
 
 
 def _last_user_text(body: dict[str, Any]) -> str:
@@ -76,6 +80,8 @@ def create_app(state: FakeState) -> Starlette:
     async def chat(request: Request) -> Response:
         body = await request.json()
         state.requests.append(body)
+        if request.client is not None:
+            state.ports.add(request.client.port)
         d = {m.group(1): m.group(2).strip() for m in _DIRECTIVE.finditer(_last_user_text(body))}
         if "headers_delay" in d:
             await asyncio.sleep(float(d["headers_delay"]))
@@ -92,10 +98,14 @@ def create_app(state: FakeState) -> Starlette:
     async def models(request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [{"id": state.name, "object": "model"}]})
 
+    async def counts(request: Request) -> Response:
+        return JSONResponse({"requests": len(state.requests), "connections": len(state.ports)})
+
     return Starlette(
         routes=[
             Route("/v1/chat/completions", chat, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
+            Route("/fake/counts", counts, methods=["GET"]),
         ]
     )
 

@@ -1,0 +1,267 @@
+"""The generation request's HTTP/1.1 client against raw servers on loopback, each
+answering in one way a real upstream may: framing, keep-alive, silence, a close."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from parley.engines.http_client import (
+    ConnectFailed,
+    ConnectionBroken,
+    HTTPClient,
+    ReadTimeout,
+)
+from parley.engines.upstream_errors import transport_error
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    return head, await reader.readexactly(length)
+
+
+@contextlib.asynccontextmanager
+async def server(handler: Handler) -> AsyncIterator[tuple[str, list[asyncio.StreamWriter]]]:
+    writers: list[asyncio.StreamWriter] = []
+    handlers: list[asyncio.Task[None]] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.append(task)
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            await handler(reader, writer)
+
+    srv = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/v1", writers
+    finally:
+        srv.close()
+        for writer in writers:
+            writer.close()
+        # Each handler ends with its connection (a read meets its end), not at the
+        # event loop's teardown.
+        await asyncio.wait_for(asyncio.gather(*handlers, return_exceptions=True), 5)
+        await srv.wait_closed()
+
+
+def client(url: str, *, read_timeout: float = 5.0) -> HTTPClient:
+    return HTTPClient(
+        url, {"Authorization": "Bearer k"}, connect_timeout=5, read_timeout=read_timeout, idle=4
+    )
+
+
+async def test_a_request_goes_out_whole_and_the_answer_comes_back_framed_by_length() -> None:
+    seen: list[tuple[bytes, bytes]] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            seen.append(await read_request(reader))
+            writer.write(
+                b"HTTP/1.1 201 Created\r\nContent-Length: 5\r\n"
+                b"X-Thing: a\r\nX-Thing: b\r\n\r\nhello"
+            )
+
+    async with server(handler) as (url, writers):
+        http = client(url)
+        try:
+            for _ in range(3):
+                response = await http.post("chat/completions", b'{"a":1}', "application/json")
+                assert response.status == 201
+                assert response.headers["x-thing"] == "a, b"
+                assert await response.read() == b"hello"
+        finally:
+            await http.aclose()
+    head, body = seen[0]
+    assert head.startswith(b"POST /v1/chat/completions HTTP/1.1\r\n")
+    assert b"\r\nauthorization: Bearer k\r\n" in head
+    assert b"\r\ncontent-type: application/json\r\n" in head
+    assert b"\r\naccept-encoding: identity\r\n" in head
+    assert body == b'{"a":1}'
+    # Kept alive: three requests, one connection.
+    assert len(seen) == 3
+    assert len(writers) == 1
+
+
+async def test_a_chunked_body_is_read_as_it_arrives() -> None:
+    go_on = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await writer.drain()
+        await go_on.wait()
+        writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
+
+    async with server(handler) as (url, _):
+        http = client(url)
+        try:
+            response = await http.post("x", b"{}", "application/json")
+            assert await response.readany() == b"first"
+            go_on.set()
+            assert await response.readany() == b"second"
+            assert await response.readany() == b""
+        finally:
+            await http.aclose()
+
+
+async def test_a_body_ended_by_the_close_of_its_connection() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it")
+        await writer.drain()
+        writer.close()
+
+    async with server(handler) as (url, writers):
+        http = client(url)
+        try:
+            for _ in range(2):
+                response = await http.post("x", b"{}", "application/json")
+                assert await response.read() == b"all of it"
+        finally:
+            await http.aclose()
+    assert len(writers) == 2  # not reused
+
+
+async def test_a_response_cut_before_its_end_is_an_error_not_a_short_body() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")
+        await writer.drain()
+        writer.close()
+
+    async with server(handler) as (url, _):
+        http = client(url)
+        try:
+            response = await http.post("x", b"{}", "application/json")
+            with pytest.raises(ConnectionBroken):
+                await response.read()
+        finally:
+            await http.aclose()
+
+
+async def test_an_answer_that_is_not_http_is_an_error() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+        await writer.drain()
+
+    async with server(handler) as (url, _):
+        http = client(url)
+        try:
+            with pytest.raises(ConnectionBroken):
+                await http.post("x", b"{}", "application/json")
+        finally:
+            await http.aclose()
+
+
+async def test_silence_past_the_read_timeout_is_a_gateway_timeout() -> None:
+    async def silent_head(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await reader.read(1)  # until the client gives up
+
+    async def silent_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n")
+        await writer.drain()
+        await reader.read(1)
+
+    async with server(silent_head) as (url, _):
+        http = client(url, read_timeout=0.2)
+        try:
+            with pytest.raises(ReadTimeout) as caught:
+                await http.post("x", b"{}", "application/json")
+        finally:
+            await http.aclose()
+    assert transport_error(caught.value, upstream="u").status == 504
+
+    async with server(silent_body) as (url, _):
+        http = client(url, read_timeout=0.2)
+        try:
+            response = await http.post("x", b"{}", "application/json")
+            assert await response.readany() == b"a"
+            with pytest.raises(ReadTimeout):
+                await response.readany()
+        finally:
+            await http.aclose()
+
+
+async def test_nobody_listening_is_a_connect_failure_the_client_sees_as_overloaded() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, never listening
+        http = client(f"http://127.0.0.1:{port}")
+        try:
+            with pytest.raises(ConnectFailed) as caught:
+                await http.post("x", b"{}", "application/json")
+        finally:
+            await http.aclose()
+    error = transport_error(caught.value, upstream="u")
+    assert (error.status, error.headers["x-should-retry"]) == (529, "true")
+
+
+async def test_closing_an_unfinished_response_drops_its_connection() -> None:
+    # The upstream sees its client go away, and can stop generating.
+    gone = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+        await writer.drain()
+        if await reader.read(1) == b"":
+            gone.set()
+
+    async with server(handler) as (url, _):
+        http = client(url)
+        try:
+            response = await http.post("x", b"{}", "application/json")
+            assert await response.readany() == b"abc"
+            response.close()
+            await asyncio.wait_for(gone.wait(), 5)
+        finally:
+            await http.aclose()
+
+
+async def test_a_reader_slower_than_the_upstream_holds_the_upstream_back() -> None:
+    # More than the client buffers: the server's writes block until the body is read.
+    piece = b"x" * 65536
+    pieces = 64
+    written = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal written
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (len(piece) * pieces))
+        for _ in range(pieces):
+            writer.write(piece)
+            await writer.drain()
+            written += 1
+
+    async with server(handler) as (url, _):
+        http = client(url)
+        try:
+            response = await http.post("x", b"{}", "application/json")
+            await asyncio.sleep(0.5)
+            assert written < pieces  # held back, not all buffered in Parley
+            assert len(await response.read()) == len(piece) * pieces
+            assert written == pieces
+        finally:
+            await http.aclose()
+
+
+def test_only_http_urls() -> None:
+    with pytest.raises(ValueError, match="not an http"):
+        HTTPClient("ftp://example.com", {}, connect_timeout=1, read_timeout=1, idle=1)
