@@ -1,7 +1,8 @@
 """The floor under any Python gateway on Parley's stack: a pass-through proxy.
 
 uvicorn (httptools, uvloop, access log on, as `parley serve` runs) and Starlette
-in front, aiohttp to the upstream, as Parley; but no key, no limits, no usage, no
+in front, Parley's own generation client (parley.engines.http_client) to the
+upstream; but no key, no limits, no usage, no
 translation: an OpenAI chat request is forwarded as it came and the reply relayed
 as it comes. `bench/gateway.py --targets ...,passthrough` measures it beside
 Parley, so the table separates what the stack costs from what Parley's own work
@@ -18,35 +19,32 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 
-import aiohttp
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from parley.engines.http_client import HTTPClient
+
 
 def create_app(upstream: str) -> Starlette:
-    url = upstream.rstrip("/") + "/chat/completions"
-    session: aiohttp.ClientSession | None = None
+    client = HTTPClient(upstream, {}, connect_timeout=10, read_timeout=60, idle=4)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        nonlocal session
-        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         yield
-        await session.close()
+        await client.aclose()
 
     async def chat(request: Request) -> Response:
-        assert session is not None
         body = await request.body()
-        reply = await session.post(url, data=body, headers={"content-type": "application/json"})
+        reply = await client.post("chat/completions", body, "application/json")
         kind = reply.headers.get("content-type", "application/json")
         if kind.startswith("text/event-stream"):
 
             async def relay() -> AsyncIterator[bytes]:
                 try:
-                    async for piece in reply.content.iter_any():
+                    while piece := await reply.readany():
                         yield piece
                 finally:
                     reply.close()
