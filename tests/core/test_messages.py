@@ -42,7 +42,37 @@ def request(choice: ToolChoice | None = None, **kw: Any) -> GenerationRequest:
 
 
 async def run(events: list[EngineEvent], req: GenerationRequest | None = None) -> Any:
-    return await collect_message(MessageStream(req or request(), 1), source(events))
+    """The Message the stream's events build; every test here also checks that a plain
+    response (no events but `message_stop`) builds the same one, or fails the same way."""
+    req = req or request()
+    try:
+        message = await collect_message(MessageStream(req, 1, msg_id="msg_1"), source(events))
+    except Exception as exc:
+        with pytest.raises(type(exc)):
+            await plain(events, req)
+        raise
+    assert _without_call_ids(await plain(events, req)) == _without_call_ids(message)
+    return message
+
+
+async def plain(events: list[EngineEvent], req: GenerationRequest) -> Any:
+    stream = MessageStream(req, 1, msg_id="msg_1")
+    firsts: list[int] = []
+    sent = [
+        e.type
+        async for e in stream.events(source(events), emit=False, on_first=lambda: firsts.append(1))
+    ]
+    assert sent == ["message_stop"]
+    assert len(firsts) == (1 if stream.message.content else 0)
+    return stream.message
+
+
+def _without_call_ids(message: Any) -> dict[str, Any]:
+    dumped: dict[str, Any] = message.model_dump()
+    for block in dumped["content"]:
+        if block["type"] == "tool_use" and block["id"].startswith("toolu_01"):
+            block["id"] = "toolu_01"  # made afresh for each run
+    return dumped
 
 
 async def test_calls_become_tool_use_blocks() -> None:

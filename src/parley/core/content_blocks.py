@@ -47,8 +47,10 @@ Sign = Callable[[str], str]
 class BlockWriter:
     """`content` is appended to in place; `on_call` sees each call whose input is
     complete; `sign` signs a finished thinking block's text (core/thinking.py), unless
-    the engine passed its upstream's signature. With `omit_thinking` (`display:
-    omitted`) thinking text is withheld and only the signature is sent."""
+    the engine passed its upstream's signature; `on_first` is called as the first block
+    opens. With `omit_thinking` (`display: omitted`) thinking text is withheld and only
+    the signature is sent. Without `emit` the blocks are built and no event is: a plain
+    response is the blocks alone."""
 
     def __init__(
         self,
@@ -57,11 +59,15 @@ class BlockWriter:
         sign: Sign | None = None,
         *,
         omit_thinking: bool = False,
+        emit: bool = True,
+        on_first: Callable[[], None] | None = None,
     ) -> None:
         self.content = content
         self._on_call = on_call
         self._sign = sign
         self._omit = omit_thinking
+        self._emit = emit
+        self._on_first = on_first
         self._kind: str | None = None
         self._input = ""
         self._signature: str | None = None
@@ -73,6 +79,11 @@ class BlockWriter:
         events = self.close()
         self._kind = block.type
         index = len(self.content)
+        if index == 0 and self._on_first is not None:
+            self._on_first()
+        if not self._emit:
+            self.content.append(block)
+            return events
         events.append(ContentBlockStartEvent(index=index, content_block=block))
         self.content.append(block.model_copy())
         if index == 0:
@@ -86,9 +97,10 @@ class BlockWriter:
         block = self.content[-1]
         assert isinstance(block, TextBlock)
         block.text += text
-        events.append(
-            ContentBlockDeltaEvent(index=len(self.content) - 1, delta=TextDelta(text=text))
-        )
+        if self._emit:
+            events.append(
+                ContentBlockDeltaEvent(index=len(self.content) - 1, delta=TextDelta(text=text))
+            )
         return events
 
     def citation(self, citation: Citation) -> list[StreamEvent]:
@@ -97,11 +109,12 @@ class BlockWriter:
         block = self.content[-1]
         assert isinstance(block, TextBlock)
         block.citations = [*(block.citations or []), citation]
-        events.append(
-            ContentBlockDeltaEvent(
-                index=len(self.content) - 1, delta=CitationsDelta(citation=citation)
+        if self._emit:
+            events.append(
+                ContentBlockDeltaEvent(
+                    index=len(self.content) - 1, delta=CitationsDelta(citation=citation)
+                )
             )
-        )
         return events
 
     def thinking(self, text: str) -> list[StreamEvent]:
@@ -115,9 +128,12 @@ class BlockWriter:
         block = self.content[-1]
         assert isinstance(block, ThinkingBlock)
         block.thinking += text
-        events.append(
-            ContentBlockDeltaEvent(index=len(self.content) - 1, delta=ThinkingDelta(thinking=text))
-        )
+        if self._emit:
+            events.append(
+                ContentBlockDeltaEvent(
+                    index=len(self.content) - 1, delta=ThinkingDelta(thinking=text)
+                )
+            )
         return events
 
     def signature(self, signature: str) -> list[StreamEvent]:
@@ -140,11 +156,12 @@ class BlockWriter:
         events = self._open(ToolUseBlock(id=call_id or tool_use_id(), name=name, input={}))
         self._input = ""
         self.calls += 1
-        events.append(
-            ContentBlockDeltaEvent(
-                index=len(self.content) - 1, delta=InputJSONDelta(partial_json="")
+        if self._emit:
+            events.append(
+                ContentBlockDeltaEvent(
+                    index=len(self.content) - 1, delta=InputJSONDelta(partial_json="")
+                )
             )
-        )
         return events
 
     def tool_input(self, partial_json: str) -> list[StreamEvent]:
@@ -154,6 +171,8 @@ class BlockWriter:
         if not partial_json:
             return []
         self._input += partial_json
+        if not self._emit:
+            return []
         return [
             ContentBlockDeltaEvent(
                 index=len(self.content) - 1, delta=InputJSONDelta(partial_json=partial_json)
@@ -167,7 +186,9 @@ class BlockWriter:
             return []
         events: list[StreamEvent] = []
         if self._kind == "thinking":
-            events.append(self._close_thinking())
+            signed = self._close_thinking()
+            if self._emit:
+                events.append(signed)
         if self._kind == "tool_use":
             if not truncated and not _is_object(self._input):
                 log.error("engine sent a tool input that is not a JSON object: %r", self._input)
@@ -178,7 +199,8 @@ class BlockWriter:
             if not truncated and self._on_call is not None:
                 self._on_call(block)
         self._kind = None
-        events.append(ContentBlockStopEvent(index=len(self.content) - 1))
+        if self._emit:
+            events.append(ContentBlockStopEvent(index=len(self.content) - 1))
         return events
 
     def _close_thinking(self) -> StreamEvent:

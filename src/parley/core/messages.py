@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 from parley.core.citations import wire_citation
@@ -114,24 +114,39 @@ class MessageStream:
     def usage(self) -> Usage:
         return self.message.usage
 
-    async def events(self, source: AsyncIterator[EngineEvent]) -> AsyncGenerator[StreamEvent, None]:
-        """The API's events for an engine's events. The caller closes `source`."""
+    async def events(
+        self,
+        source: AsyncIterator[EngineEvent],
+        *,
+        emit: bool = True,
+        on_first: Callable[[], None] | None = None,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """The API's events for an engine's events. The caller closes `source`.
+        `on_first` is called as the first content block starts. Without `emit`, for a
+        plain response, the message is built the same way and the only event is the
+        last, `message_stop`."""
         request, usage = self.request, self.message.usage
-        start = self.message.model_copy(
-            update={
-                "content": [],
-                # The real API's message_start says 1 output token (§6.3).
-                "usage": usage.model_copy(update={"output_tokens": 1}),
-                # What the server did to the context is reported with the stop.
-                "context_management": None,
-            }
-        )
-        yield MessageStartEvent(message=start)
+        if emit:
+            start = self.message.model_copy(
+                update={
+                    "content": [],
+                    # The real API's message_start says 1 output token (§6.3).
+                    "usage": usage.model_copy(update={"output_tokens": 1}),
+                    # What the server did to the context is reported with the stop.
+                    "context_management": None,
+                }
+            )
+            yield MessageStartEvent(message=start)
         # Stop sequences apply to text only, never inside a tool call's input.
         matcher = StopSequenceMatcher(request.stop_sequences)
         sign = self._signer.sign if self._signer is not None else None
         blocks = BlockWriter(
-            self.message.content, self._check_call, sign, omit_thinking=request.thinking.omitted
+            self.message.content,
+            self._check_call,
+            sign,
+            omit_thinking=request.thinking.omitted,
+            emit=emit,
+            on_first=on_first,
         )
         stop_reason: StopReason = "max_tokens"
         stop_sequence: str | None = None
@@ -211,6 +226,9 @@ class MessageStream:
             self._check_output()
         self.message.stop_reason = stop_reason
         self.message.stop_sequence = stop_sequence
+        if not emit:
+            yield MessageStopEvent()
+            return
         yield MessageDeltaEvent(
             delta=MessageDelta(
                 stop_reason=stop_reason,

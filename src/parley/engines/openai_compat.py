@@ -189,9 +189,11 @@ class OpenAICompatEngine(UpstreamEngine):
 
     # -- the reply ------------------------------------------------------------------------
 
-    async def read(
+    def read(
         self, stream: OpenStream, planned: UpstreamRequest, request: GenerationRequest
     ) -> AsyncGenerator[EngineEvent, None]:
+        # Layers, not a generator of its own: each closes the one it reads, and the
+        # caller closes the outermost.
         plan: ReplyPlan = planned.plan
         reader = ChatStreamReader(
             self.name,
@@ -201,12 +203,7 @@ class OpenAICompatEngine(UpstreamEngine):
         events = self._whole(stream, reader) if plan.whole else self._chunks(stream, reader)
         if plan.echoed_prefill:
             events = _without_echo(events, plan.echoed_prefill)
-        # Closed here, as each layer closes the one it reads: an async generator left
-        # to the garbage collector is closed by a task the loop schedules through its
-        # thread-safe wake-up (an eventfd write and read, and a loop turn, each).
-        async with aclosing(shaped(events, plan.shape, forced=plan.forced)) as out:
-            async for event in out:
-                yield event
+        return shaped(events, plan.shape, forced=plan.forced)
 
     async def _chunks(
         self, stream: OpenStream, reader: ChatStreamReader

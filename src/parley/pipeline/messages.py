@@ -105,18 +105,21 @@ class MessageRun:
         self._span = span  # the generation's span, when traced
         self._thread = thread
 
-    async def events(self) -> AsyncGenerator[StreamEvent, None]:
-        first = self._context is not None or self._span is not None
+    async def events(self, *, emit: bool = True) -> AsyncGenerator[StreamEvent, None]:
+        """The API's events; without `emit` (a plain response, read by `message()`)
+        only `message_stop`, the message built all the same."""
+        timed = self._context is not None or self._span is not None
         try:
             async with (
                 aclosing(self._generation.events) as source,
-                aclosing(self.stream.events(source)) as events,
+                aclosing(
+                    self.stream.events(
+                        source, emit=emit, on_first=self._first_content if timed else None
+                    )
+                ) as events,
             ):
                 async for event in events:
-                    if first and event.type == "content_block_start":
-                        first = False
-                        self._first_content()
-                    elif isinstance(event, MessageStopEvent) and self._thread is not None:
+                    if isinstance(event, MessageStopEvent) and self._thread is not None:
                         await self._keep_thread_turn()
                     yield event
         except Exception as exc:
@@ -154,7 +157,7 @@ class MessageRun:
         # Closed here, not by the garbage collector, so that a cancelled request (the
         # client left, the drain deadline passed) is settled before this returns.
         with background() if self._priority == "batch" else nullcontext():
-            async with aclosing(self.events()) as events:
+            async with aclosing(self.events(emit=False)) as events:
                 async for _ in events:
                     pass
         return self.stream.message
