@@ -208,15 +208,39 @@ class OpenAICompatEngine(UpstreamEngine):
     async def _chunks(
         self, stream: OpenStream, reader: ChatStreamReader
     ) -> AsyncGenerator[EngineEvent, None]:
-        while (event := await stream.next_event()) is not None:
-            if event.data.strip() == "[DONE]":
-                break
+        """The reply's events as its chunks arrive. The text of chunks that arrived
+        together (a backlog: the upstream ran ahead of Parley) goes on as one text
+        event, so a backlog costs one pass through the layers above, not one a token;
+        at a token's pace each chunk still goes on alone, and nothing is held back to
+        wait for more."""
+        done = False
+        while not done and (event := await stream.next_event()) is not None:
+            text: TextChunk | None = None
             try:
-                chunk = event.json()
-            except ValueError:
-                raise InternalServerError("Internal server error") from None
-            for out in reader.feed(chunk):
-                yield out
+                while event is not None:
+                    if event.data.strip() == "[DONE]":
+                        done = True
+                        break
+                    try:
+                        chunk = event.json()
+                    except ValueError:
+                        raise InternalServerError("Internal server error") from None
+                    for out in reader.feed(chunk):
+                        if type(out) is TextChunk:
+                            text = out if text is None else _joined(text, out)
+                            continue
+                        if text is not None:
+                            yield text
+                            text = None
+                        yield out
+                    event = stream.buffered_event()
+            except APIError:
+                # What arrived before a failure still goes out before it.
+                if text is not None:
+                    yield text
+                raise
+            if text is not None:
+                yield text
         yield reader.finished()
 
     async def _whole(
@@ -245,6 +269,10 @@ class OpenAICompatEngine(UpstreamEngine):
             raise InternalServerError(f"{self.name}/models did not answer JSON") from None
         if not self.upstream.detected:
             await self.learn()
+
+
+def _joined(first: TextChunk, then: TextChunk) -> TextChunk:
+    return TextChunk(first.text + then.text, then.output_tokens)
 
 
 async def _without_echo(

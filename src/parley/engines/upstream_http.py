@@ -153,15 +153,23 @@ class OpenStream:
         self._partial = b""
         self._ended = False
 
+    def buffered_event(self) -> SSEEvent | None:
+        """The next event if it has arrived whole already; None otherwise (nothing is
+        waited for, and a partly arrived event stays for `next_event`)."""
+        while self._lines:
+            event = self._parser.line(self._lines.popleft())
+            if event is not None:
+                return event
+        return None
+
     async def next_event(self) -> SSEEvent | None:
         """The next event; None at the end of the body. The body is read as it comes,
         everything that has arrived at once, and split into lines here: a line at a
         time through a stream reader cost more than the rest of the event's path."""
         while True:
-            while self._lines:
-                event = self._parser.line(self._lines.popleft())
-                if event is not None:
-                    return event
+            event = self.buffered_event()
+            if event is not None:
+                return event
             if self._ended:
                 return None
             try:

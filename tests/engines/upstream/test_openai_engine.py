@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from typing import Any
@@ -28,6 +30,7 @@ from parley.errors import (
     RateLimitError,
 )
 from tests.engines.upstream.conftest import Fake, collect
+from tests.engines.upstream.raw_server import raw_server, read_request
 from tests.waiting import eventually
 
 
@@ -67,11 +70,60 @@ async def read(generation: Generation) -> list[EngineEvent]:
 
 
 async def test_reply_streams_as_text_chunks_then_finished(fake: Fake) -> None:
+    fake.state.token_delay = 0.02  # a token's pace: each chunk goes on alone
     async with engine_for(fake.url) as engine:
         events = await run(engine, request("say: one two three"))
     assert [e.text for e in events if isinstance(e, TextChunk)] == ["one ", "two ", "three"]
     # The counts are the upstream's own, from the usage chunk at the end of the stream.
     assert events[-1] == Finished("end_turn", 3, input_tokens=11)
+
+
+def sse_reply(*chunks: dict[str, Any]) -> bytes:
+    body = b"".join(b"data: %s\n\n" % json.dumps(c).encode() for c in chunks)
+    return b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: %d\r\n\r\n%s" % (
+        len(body),
+        body,
+    )
+
+
+def text_chunk(text: str) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+
+
+@asynccontextmanager
+async def answering(reply: bytes) -> AsyncIterator[str]:
+    """A server that answers every request with `reply`, written at once: a backlog, as
+    when the upstream runs ahead of Parley."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(reply)
+
+    async with raw_server(handler) as (url, _):
+        yield url
+
+
+async def test_chunks_that_arrived_together_go_on_as_one_text_event() -> None:
+    reply = sse_reply(
+        text_chunk("one "),
+        text_chunk("two "),
+        text_chunk("three"),
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    )
+    async with answering(reply) as url, engine_for(url, flavor="vllm") as engine:
+        events = await run(engine, request("hi"))
+    assert events == [TextChunk("one two three", 3), Finished("end_turn", 3)]
+
+
+async def test_text_that_arrived_before_an_error_chunk_still_goes_on_first() -> None:
+    reply = sse_reply(text_chunk("a "), text_chunk("b "), {"error": {"message": "boom"}})
+    got: list[EngineEvent] = []
+    async with answering(reply) as url, engine_for(url, flavor="vllm") as engine:
+        generation = await opened(engine, request("hi"))
+        with pytest.raises(InternalServerError):
+            await collect(generation.events, got)
+    assert got == [TextChunk("a b ", 2)]
 
 
 async def test_request_translation(fake: Fake) -> None:
@@ -176,7 +228,7 @@ async def test_connection_dropped_mid_reply(fake: Fake) -> None:
         generation = await opened(engine, request("say: a b c d\ndie_after: 2"))
         with pytest.raises(InternalServerError):
             await collect(generation.events, got)
-    assert [e.text for e in got if isinstance(e, TextChunk)] == ["a ", "b "]
+    assert "".join(e.text for e in got if isinstance(e, TextChunk)) == "a b "
 
 
 async def test_error_chunk_mid_stream(fake: Fake) -> None:
