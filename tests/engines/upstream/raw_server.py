@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -22,8 +23,11 @@ async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
 
 
 @contextlib.asynccontextmanager
-async def raw_server(handler: Handler) -> AsyncIterator[tuple[str, list[asyncio.StreamWriter]]]:
-    """Serve `handler` on a free port; yields the /v1 URL and each connection's writer."""
+async def raw_server(
+    handler: Handler, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[tuple[str, list[asyncio.StreamWriter]]]:
+    """Serve `handler` on a free port (over TLS with `tls`); yields the /v1 URL and each
+    connection's writer."""
     writers: list[asyncio.StreamWriter] = []
     handlers: list[asyncio.Task[None]] = []
 
@@ -35,10 +39,10 @@ async def raw_server(handler: Handler) -> AsyncIterator[tuple[str, list[asyncio.
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
             await handler(reader, writer)
 
-    srv = await asyncio.start_server(serve, "127.0.0.1", 0)
+    srv = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=tls)
     port = srv.sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{port}/v1", writers
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}/v1", writers
     finally:
         srv.close()
         for writer in writers:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -225,3 +228,45 @@ async def test_a_reader_slower_than_the_upstream_holds_the_upstream_back() -> No
 def test_only_http_urls() -> None:
     with pytest.raises(ValueError, match="not an http"):
         HTTPClient("ftp://example.com", {}, connect_timeout=1, read_timeout=1, idle=1)
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (openssl, as on any Debian)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    request = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    names = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+    files = ["-keyout", str(key), "-out", str(cert)]
+    subprocess.run([*request, *names, *files], check=True, capture_output=True)
+    return cert, key
+
+
+async def test_an_https_upstream_is_reached_over_verified_tls(
+    certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = certificate
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecret")
+
+    async with raw_server(handler, tls) as (url, _):
+        assert url.startswith("https://")
+        # Not trusted (the system's roots only): refused at the handshake.
+        untrusted = client(url)
+        try:
+            with pytest.raises(ConnectFailed, match="CERTIFICATE_VERIFY_FAILED"):
+                await untrusted.post("x", b"{}", "application/json")
+        finally:
+            await untrusted.aclose()
+        # Trusted as a root (OpenSSL reads SSL_CERT_FILE): the request goes through.
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        trusted = client(url)
+        try:
+            response = await trusted.post("x", b"{}", "application/json")
+            assert (response.status, await response.read()) == (200, b"secret")
+        finally:
+            await trusted.aclose()
