@@ -320,7 +320,13 @@ class _Pool:
         return None
 
     def put(self, connection: _Connection) -> None:
+        # Newest last, so the oldest are first: those idle past the limit (a burst's
+        # extra connections, which the top of the pool keeps from being taken) are
+        # closed rather than left open until the upstream closes them.
         self._idle.append(connection)
+        stale = connection.idle_since - self._idle_limit
+        while self._idle[0].idle_since <= stale:
+            self._idle.pop(0).close()
 
     def forget(self, connection: _Connection) -> None:
         self._open.discard(connection)

@@ -81,6 +81,40 @@ async def test_a_chunked_body_is_read_as_it_arrives() -> None:
             await http.aclose()
 
 
+async def test_connections_left_idle_past_the_limit_are_closed() -> None:
+    # A burst opens two connections; then one request at a time keeps reusing the
+    # newest, and the other, idle past the limit, is closed instead of kept.
+    closed: list[int] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                closed.append(1)
+                return
+            await asyncio.sleep(0.05)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    async with raw_server(handler) as (url, writers):
+        http = HTTPClient(url, {}, connect_timeout=5, read_timeout=5, idle=0.3)
+
+        async def one() -> None:
+            response = await http.post("x", b"{}", "application/json")
+            assert await response.read() == b"ok"
+
+        try:
+            await asyncio.gather(one(), one())
+            assert len(writers) == 2
+            for _ in range(8):
+                await one()
+                await asyncio.sleep(0.05)
+            assert closed == [1]  # the burst's extra connection, by the client
+            assert len(writers) == 2  # the other was reused throughout
+        finally:
+            await http.aclose()
+
+
 async def test_a_body_ended_by_the_close_of_its_connection() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
