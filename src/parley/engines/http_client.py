@@ -110,7 +110,6 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         # The current response.
         self._headers: dict[str, str] = {}
-        self._name = b""
         self._head: asyncio.Future[Response] | None = None
         self._got_bytes = False
         self._body: deque[bytes] = deque()
@@ -128,7 +127,6 @@ class _Connection(asyncio.Protocol):
     def send(self, request: bytes) -> asyncio.Future[Response]:
         assert self._transport is not None
         self._headers = {}
-        self._name = b""
         self._got_bytes = False
         self._body.clear()
         self._buffered = 0
