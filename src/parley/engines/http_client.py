@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
 import time
 from collections import deque
@@ -39,6 +40,10 @@ import httptools
 
 # Bytes of a response body waiting unread before the connection stops reading.
 _HIGH_WATER = 256 * 1024
+# Seconds a kept-alive connection may idle before it is closed: under the 5 s after
+# which uvicorn (vLLM, SGLang) and llama-server close theirs, so a connection is not
+# reused just as the server closes it.
+IDLE = 4.0
 
 
 class TransportError(Exception):
@@ -124,7 +129,20 @@ class _Connection(asyncio.Protocol):
 
     # -- the request --------------------------------------------------------------------
 
-    def send(self, request: bytes) -> asyncio.Future[Response]:
+    async def exchange(self, request: bytes) -> Response:
+        """Send `request`; its response once the head has arrived. A failure, a
+        timeout or a cancellation while waiting closes the connection."""
+        head = self._send(request)
+        timer = self.loop.call_later(self._timeout, _head_timed_out, head)
+        try:
+            return await head
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            timer.cancel()
+
+    def _send(self, request: bytes) -> asyncio.Future[Response]:
         assert self._transport is not None
         self._headers = {}
         self._got_bytes = False
@@ -269,6 +287,7 @@ class _Pool:
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
+        *,
         host: str,
         port: int,
         tls: ssl.SSLContext | None,
@@ -348,20 +367,15 @@ class HTTPClient:
         *,
         connect_timeout: float,
         read_timeout: float,
-        idle: float,
+        idle: float = IDLE,
     ) -> None:
         url = urlsplit(base_url)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"not an http(s) URL: {base_url}")
-        self._host = url.hostname
         tls = url.scheme == "https"
-        self._port = url.port or (443 if tls else 80)
-        self._tls = ssl.create_default_context() if tls else None
-        self._prefix = url.path.rstrip("/") + "/"
-        default_port = self._port == (443 if tls else 80)
-        authority = url.hostname if default_port else f"{url.hostname}:{self._port}"
-        if ":" in url.hostname:  # an IPv6 address
-            authority = f"[{url.hostname}]" if default_port else f"[{url.hostname}]:{self._port}"
+        port = url.port or (443 if tls else 80)
+        host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname  # IPv6
+        authority = host if port == (443 if tls else 80) else f"{host}:{port}"
         fixed = {
             "host": authority,
             "accept-encoding": "identity",
@@ -369,24 +383,23 @@ class HTTPClient:
             **{name.lower(): value for name, value in headers.items()},
         }
         self._head = "".join(f"{name}: {value}\r\n" for name, value in fixed.items())
-        self._connect_timeout = connect_timeout
-        self._read_timeout = read_timeout
-        self._idle = idle
+        self._prefix = url.path.rstrip("/") + "/"
+        self._new_pool = functools.partial(
+            _Pool,
+            host=url.hostname,
+            port=port,
+            tls=ssl.create_default_context() if tls else None,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            idle=idle,
+        )
         self._pool: _Pool | None = None
 
     def _current(self) -> _Pool:
         loop = asyncio.get_running_loop()
         pool = self._pool
         if pool is None or pool.loop is not loop:
-            pool = self._pool = _Pool(
-                loop,
-                self._host,
-                self._port,
-                self._tls,
-                self._connect_timeout,
-                self._read_timeout,
-                self._idle,
-            )
+            pool = self._pool = self._new_pool(loop)
         return pool
 
     async def post(self, path: str, body: bytes, content_type: str) -> Response:
@@ -399,21 +412,11 @@ class HTTPClient:
         connection = pool.take()
         if connection is not None:
             try:
-                return await self._exchange(connection, request)
+                return await connection.exchange(request)
             except _Reused:
                 pass  # the request never reached the upstream: once more, on a new one
-        return await self._exchange(await pool.connect(), request)
-
-    async def _exchange(self, connection: _Connection, request: bytes) -> Response:
-        head = connection.send(request)
-        timer = connection.loop.call_later(self._read_timeout, _head_timed_out, head)
-        try:
-            return await head
-        except BaseException:
-            connection.close()
-            raise
-        finally:
-            timer.cancel()
+        connection = await pool.connect()
+        return await connection.exchange(request)
 
     async def aclose(self) -> None:
         pool, self._pool = self._pool, None

@@ -47,7 +47,7 @@ from parley.engines.openai_wire import ChatStreamReader, as_chunk, chat_body, wh
 from parley.engines.token_estimates import estimate_tokens
 from parley.engines.upstream import UpstreamEngine, UpstreamRequest
 from parley.engines.upstream_errors import error_message, status_error
-from parley.engines.upstream_http import CLAIM_TIMEOUT, OpenStream
+from parley.engines.upstream_http import CLAIM_TIMEOUT, OpenStream, SSEEvent
 from parley.errors import APIError, InternalServerError, InvalidRequestError
 
 log = logging.getLogger(__name__)
@@ -215,32 +215,16 @@ class OpenAICompatEngine(UpstreamEngine):
         wait for more."""
         done = False
         while not done and (event := await stream.next_event()) is not None:
-            text: TextChunk | None = None
+            arrived: list[EngineEvent] = []
             try:
-                while event is not None:
-                    if event.data.strip() == "[DONE]":
-                        done = True
-                        break
-                    try:
-                        chunk = event.json()
-                    except ValueError:
-                        raise InternalServerError("Internal server error") from None
-                    for out in reader.feed(chunk):
-                        if type(out) is TextChunk:
-                            text = out if text is None else _joined(text, out)
-                            continue
-                        if text is not None:
-                            yield text
-                            text = None
-                        yield out
-                    event = stream.buffered_event()
+                done = _read_arrived(event, stream, reader, arrived)
             except APIError:
                 # What arrived before a failure still goes out before it.
-                if text is not None:
-                    yield text
+                for out in _text_joined(arrived):
+                    yield out
                 raise
-            if text is not None:
-                yield text
+            for out in _text_joined(arrived):
+                yield out
         yield reader.finished()
 
     async def _whole(
@@ -271,8 +255,34 @@ class OpenAICompatEngine(UpstreamEngine):
             await self.learn()
 
 
-def _joined(first: TextChunk, then: TextChunk) -> TextChunk:
-    return TextChunk(first.text + then.text, then.output_tokens)
+def _read_arrived(
+    event: SSEEvent | None, stream: OpenStream, reader: ChatStreamReader, into: list[EngineEvent]
+) -> bool:
+    """The events of `event` and of every one after it that has arrived whole already,
+    into `into`; True at the stream's `[DONE]`."""
+    while event is not None:
+        if event.data.strip() == "[DONE]":
+            return True
+        try:
+            chunk = event.json()
+        except ValueError:
+            raise InternalServerError("Internal server error") from None
+        into += reader.feed(chunk)
+        event = stream.buffered_event()
+    return False
+
+
+def _text_joined(events: list[EngineEvent]) -> list[EngineEvent]:
+    """`events` with each run of text chunks as one chunk (the running token count is
+    the run's last)."""
+    out: list[EngineEvent] = []
+    for event in events:
+        last = out[-1] if out else None
+        if type(event) is TextChunk and type(last) is TextChunk:
+            out[-1] = TextChunk(last.text + event.text, event.output_tokens)
+        else:
+            out.append(event)
+    return out
 
 
 async def _without_echo(

@@ -28,11 +28,11 @@ from parley.core.generation import (
     GenerationRequest,
 )
 from parley.engines.base import Engine, Generation, PreparedGeneration
+from parley.engines.http_client import HTTPClient
 from parley.engines.token_estimates import estimate_input_tokens
 from parley.engines.upstream_errors import transport_error
 from parley.engines.upstream_http import (
     CLAIM_TIMEOUT,
-    GenerationClient,
     OpenStream,
     UpstreamCall,
     open_stream,
@@ -77,7 +77,9 @@ class UpstreamEngine(Engine[UpstreamRequest]):
             read_timeout=config.read_timeout,
             transport=transport,
         )
-        self._generations = GenerationClient(
+        # The generation request's client: no total deadline, a long generation is read
+        # for as long as it streams.
+        self._generations = HTTPClient(
             config.base_url,
             headers,
             connect_timeout=config.connect_timeout,

@@ -40,10 +40,6 @@ CLAIM_TIMEOUT = 10.0
 _MAX_ERROR_BODY = 64 * 1024
 # An SSE `data:` line holds one event, which stays far below this.
 _MAX_LINE = 2 * 1024 * 1024
-# Seconds a kept-alive upstream connection may idle before Parley closes it: under
-# the 5 s after which uvicorn (vLLM, SGLang) and llama-server close theirs, so a
-# connection is not reused just as the server closes it.
-_IDLE = 4.0
 
 
 def loads(text: str | bytes) -> Any:
@@ -106,30 +102,6 @@ def upstream_client(
         limits=httpx.Limits(max_connections=None, max_keepalive_connections=16),
         transport=transport,
     )
-
-
-class GenerationClient:
-    """The client for generation requests (engines/http_client.py)."""
-
-    def __init__(
-        self, base_url: str, headers: dict[str, str], *, connect_timeout: float, read_timeout: float
-    ) -> None:
-        # No total deadline: a long generation is read for as long as it streams.
-        self._http = HTTPClient(
-            base_url,
-            headers,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            idle=_IDLE,
-        )
-
-    async def post(self, path: str, body: dict[str, Any]) -> Response:
-        # Compact UTF-8 JSON, as json.dumps(separators=(",", ":"), ensure_ascii=False)
-        # writes it, in a seventh of its time.
-        return await self._http.post(path, to_json(body), "application/json")
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
 
 # -- one upstream call -----------------------------------------------------------------------
@@ -206,7 +178,7 @@ ErrorReader = Callable[[int, bytes, Mapping[str, str]], APIError]
 
 
 async def open_stream(
-    client: GenerationClient,
+    client: HTTPClient,
     path: str,
     body: dict[str, Any],
     *,
@@ -214,7 +186,9 @@ async def open_stream(
     error_from: ErrorReader,
 ) -> OpenStream:
     try:
-        response = await client.post(path, body)
+        # Compact UTF-8 JSON, as json.dumps(separators=(",", ":"), ensure_ascii=False)
+        # writes it, in a seventh of its time.
+        response = await client.post(path, to_json(body), "application/json")
     except TransportError as exc:
         raise transport_error(exc, upstream=upstream) from exc
     if response.status < 400:

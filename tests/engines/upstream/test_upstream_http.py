@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from parley.engines.upstream_http import GenerationClient, loads
+from parley.engines.http_client import HTTPClient
+from parley.engines.upstream_http import loads
 
 REPLY = json.dumps({"choices": [], "usage": {}}).encode()
 
@@ -45,10 +46,10 @@ async def test_a_kept_alive_connection_closed_as_it_is_reused_is_retried() -> No
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    client = GenerationClient(f"http://127.0.0.1:{port}/v1", {}, connect_timeout=5, read_timeout=5)
+    client = HTTPClient(f"http://127.0.0.1:{port}/v1", {}, connect_timeout=5, read_timeout=5)
     try:
         for _ in range(3):
-            response = await client.post("chat/completions", {"model": "m"})
+            response = await client.post("chat/completions", b'{"model":"m"}', "application/json")
             assert response.status == 200
             assert await response.read() == REPLY
     finally:
