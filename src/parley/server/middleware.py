@@ -44,10 +44,13 @@ class EdgeMiddleware:
         rid = request_id()
         scope.setdefault("state", {})["request_id"] = rid
         svc = self.svc
-        context = RequestContext(rid, time.perf_counter())
+        method: str = scope["method"]
+        span = svc.tracing.request_span(method, scope["path"], rid, scope["headers"])
+        # The request's clock (its duration, its time to first token) starts with its
+        # span, never before it: a pause in between would count in one and not the other.
+        context = RequestContext(rid, time.perf_counter(), span=span)
         token = enter_request(context)
         svc.metrics.request_started()
-        method: str = scope["method"]
         extra = [
             (b"request-id", rid.encode()),
             (b"anthropic-organization-id", svc.organization_id.encode()),
@@ -70,7 +73,6 @@ class EdgeMiddleware:
             await send(message)
 
         try:
-            context.span = svc.tracing.request_span(method, scope["path"], rid, scope["headers"])
             if lifecycle.draining and _is_api(scope):
                 # api-spec §13: x-should-retry makes the SDKs retry, elsewhere.
                 await send_error(send_with_headers, OverloadedError(), rid, close=True)
