@@ -59,10 +59,12 @@ async def plain(events: list[EngineEvent], req: GenerationRequest) -> Any:
     stream = MessageStream(req, 1, msg_id="msg_1")
     firsts: list[int] = []
     sent = [
-        e.type
-        async for e in stream.events(source(events), emit=False, on_first=lambda: firsts.append(1))
+        [e.type for e in batch]
+        async for batch in stream.events(
+            source(events), emit=False, on_first=lambda: firsts.append(1)
+        )
     ]
-    assert sent == ["message_stop"]
+    assert sent == [["message_stop"]]
     assert len(firsts) == (1 if stream.message.content else 0)
     return stream.message
 
@@ -120,7 +122,8 @@ async def test_text_after_a_call_opens_a_new_block() -> None:
         TextChunk("done", 3),
         Finished("end_turn", 3),
     ]
-    events = [e async for e in MessageStream(request(), 1).events(source(engine_events))]
+    stream = MessageStream(request(), 1)
+    events = [e async for batch in stream.events(source(engine_events)) for e in batch]
     starts = [e for e in events if isinstance(e, ContentBlockStartEvent)]
     assert [(s.index, s.content_block.type) for s in starts] == [(0, "tool_use"), (1, "text")]
     deltas = [e for e in events if isinstance(e, ContentBlockDeltaEvent)]

@@ -32,7 +32,7 @@ async def frames(*events: EngineEvent) -> list[tuple[str, Any]]:
             yield event
 
     stream = MessageStream(REQUEST, 3, msg_id="msg_1", signer=SIGNER)
-    return [parse_frame(event_frame(e)) async for e in stream.events(source())]
+    return [parse_frame(event_frame(e)) async for b in stream.events(source()) for e in b]
 
 
 async def test_a_signed_thinking_block_then_text() -> None:

@@ -64,7 +64,7 @@ def run_stream() -> tuple[list[tuple[str, Any]], Message]:
 
     async def run() -> tuple[list[bytes], Message]:
         stream = MessageStream(REQUEST, input_tokens=25, msg_id=MESSAGE_ID)
-        frames = [event_frame(event) async for event in stream.events(source())]
+        frames = [event_frame(e) async for batch in stream.events(source()) for e in batch]
         return frames, stream.message
 
     frames, message = asyncio.run(run())

@@ -97,7 +97,7 @@ def cited_run() -> tuple[list[tuple[str, Any]], Any]:
 
     async def run() -> tuple[list[bytes], Any]:
         stream = MessageStream(request, input_tokens=30, msg_id=MESSAGE_ID)
-        return [event_frame(e) async for e in stream.events(source())], stream.message
+        return [event_frame(e) async for b in stream.events(source()) for e in b], stream.message
 
     frames, message = asyncio.run(run())
     return [parse_frame(f) for f in frames], message

@@ -120,23 +120,16 @@ class MessageStream:
         *,
         emit: bool = True,
         on_first: Callable[[], None] | None = None,
-    ) -> AsyncGenerator[StreamEvent, None]:
-        """The API's events for an engine's events. The caller closes `source`.
+    ) -> AsyncGenerator[list[StreamEvent], None]:
+        """The API's events for an engine's events, in batches: `message_start`, then
+        what each engine event makes, then the end (`message_delta`, `message_stop`).
+        A batch goes to the client in one write. The caller closes `source`.
         `on_first` is called as the first content block starts. Without `emit`, for a
-        plain response, the message is built the same way and the only event is the
-        last, `message_stop`."""
+        plain response, the message is built the same way and the only batch is the
+        last event, `message_stop`."""
         request, usage = self.request, self.message.usage
         if emit:
-            start = self.message.model_copy(
-                update={
-                    "content": [],
-                    # The real API's message_start says 1 output token (§6.3).
-                    "usage": usage.model_copy(update={"output_tokens": 1}),
-                    # What the server did to the context is reported with the stop.
-                    "context_management": None,
-                }
-            )
-            yield MessageStartEvent(message=start)
+            yield [MessageStartEvent(message=self._started())]
         # Stop sequences apply to text only, never inside a tool call's input.
         matcher = StopSequenceMatcher(request.stop_sequences)
         sign = self._signer.sign if self._signer is not None else None
@@ -169,34 +162,22 @@ class MessageStream:
                 if isinstance(event, TextChunk):
                     fed = matcher.feed(event.text)
                     if isinstance(fed, StopMatch):
-                        for out in blocks.text(fed.text):
+                        if out := blocks.text(fed.text):
                             yield out
                         stop_reason, stop_sequence = "stop_sequence", fed.sequence
                         break
-                    for out in blocks.text(fed):
-                        yield out
+                    out = blocks.text(fed)
                 elif isinstance(event, TextBlockStart):
                     # Held-back text belongs to the block before the split.
-                    for out in blocks.text(matcher.flush()):
-                        yield out
-                    for out in blocks.close():
-                        yield out
+                    out = blocks.text(matcher.flush()) + blocks.close()
                 elif isinstance(event, CitationChunk):
-                    cited = wire_citation(event.citation, documents)
-                    for out in blocks.citation(cited):
-                        yield out
+                    out = blocks.citation(wire_citation(event.citation, documents))
                 elif isinstance(event, ThinkingChunk):
-                    for out in blocks.text(matcher.flush()):
-                        yield out
-                    for out in blocks.thinking(event.text):
-                        yield out
+                    out = blocks.text(matcher.flush()) + blocks.thinking(event.text)
                 elif isinstance(event, ThinkingSignature):
-                    blocks.signature(event.signature)
+                    out = blocks.signature(event.signature)
                 elif isinstance(event, RedactedThinking):
-                    for out in blocks.text(matcher.flush()):
-                        yield out
-                    for out in blocks.redacted_thinking(event.data):
-                        yield out
+                    out = blocks.text(matcher.flush()) + blocks.redacted_thinking(event.data)
                 elif isinstance(event, ToolCallStart):
                     if request.tool_choice.mode == "none":
                         log.error("engine called tool %s under tool_choice none", event.name)
@@ -205,45 +186,60 @@ class MessageStream:
                         # disable_parallel_tool_use: at most one call (api-spec §5.4).
                         stop_reason = "tool_use"
                         break
-                    for out in blocks.text(matcher.flush()):
-                        yield out
-                    for out in blocks.tool_call(event.name, event.id):
-                        yield out
+                    out = blocks.text(matcher.flush()) + blocks.tool_call(event.name, event.id)
                 else:
-                    for out in blocks.tool_input(event.partial_json):
-                        yield out
-        if stop_reason != "stop_sequence":
-            for out in blocks.text(matcher.flush()):
-                yield out
+                    out = blocks.tool_input(event.partial_json)
+                if out:
+                    yield out
+        last = blocks.text(matcher.flush()) if stop_reason != "stop_sequence" else []
         cut_off = stop_reason in ("max_tokens", "model_context_window_exceeded")
-        for out in blocks.close(truncated=cut_off):
-            yield out
+        last += blocks.close(truncated=cut_off)
         if blocks.calls and stop_reason == "end_turn":
             stop_reason = "tool_use"
         elif not blocks.calls and stop_reason == "tool_use":
             stop_reason = "end_turn"
         if stop_reason == "end_turn" and request.output_schema is not None:
+            # The reply as it was still goes out before a failure to match the schema.
+            if last:
+                yield last
+                last = []
             self._check_output()
         self.message.stop_reason = stop_reason
         self.message.stop_sequence = stop_sequence
-        if not emit:
-            yield MessageStopEvent()
-            return
-        yield MessageDeltaEvent(
-            delta=MessageDelta(
-                stop_reason=stop_reason,
-                stop_sequence=stop_sequence,
-                stop_details=self.message.stop_details,
-            ),
-            usage=MessageDeltaUsage(
-                output_tokens=usage.output_tokens,
-                input_tokens=usage.input_tokens,
-                cache_creation_input_tokens=usage.cache_creation_input_tokens,
-                cache_read_input_tokens=usage.cache_read_input_tokens,
-            ),
-            context_management=self.message.context_management,
+        if emit:
+            last.append(
+                MessageDeltaEvent(
+                    delta=MessageDelta(
+                        stop_reason=stop_reason,
+                        stop_sequence=stop_sequence,
+                        stop_details=self.message.stop_details,
+                    ),
+                    usage=MessageDeltaUsage(
+                        output_tokens=usage.output_tokens,
+                        input_tokens=usage.input_tokens,
+                        cache_creation_input_tokens=usage.cache_creation_input_tokens,
+                        cache_read_input_tokens=usage.cache_read_input_tokens,
+                    ),
+                    context_management=self.message.context_management,
+                )
+            )
+            last.append(MessageStopEvent())
+        else:
+            last = [MessageStopEvent()]
+        yield last
+
+    def _started(self) -> Message:
+        """The message as `message_start` carries it: no content yet, and the real
+        API's 1 output token (§6.3); what the server did to the context is reported
+        with the stop."""
+        message = self.message
+        return message.model_copy(
+            update={
+                "content": [],
+                "usage": message.usage.model_copy(update={"output_tokens": 1}),
+                "context_management": None,
+            }
         )
-        yield MessageStopEvent()
 
     def _check_output(self) -> None:
         """A finished structured reply validates against its schema (a grammar or the

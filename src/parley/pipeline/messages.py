@@ -105,9 +105,10 @@ class MessageRun:
         self._span = span  # the generation's span, when traced
         self._thread = thread
 
-    async def events(self, *, emit: bool = True) -> AsyncGenerator[StreamEvent, None]:
-        """The API's events; without `emit` (a plain response, read by `message()`)
-        only `message_stop`, the message built all the same."""
+    async def events(self, *, emit: bool = True) -> AsyncGenerator[list[StreamEvent], None]:
+        """The API's events, in the batches `MessageStream.events` makes; without
+        `emit` (a plain response, read by `message()`) only `message_stop`, the message
+        built all the same."""
         timed = self._context is not None or self._span is not None
         try:
             async with (
@@ -118,10 +119,10 @@ class MessageRun:
                     )
                 ) as events,
             ):
-                async for event in events:
-                    if isinstance(event, MessageStopEvent) and self._thread is not None:
+                async for batch in events:
+                    if self._thread is not None and isinstance(batch[-1], MessageStopEvent):
                         await self._keep_thread_turn()
-                    yield event
+                    yield batch
         except Exception as exc:
             self._metrics.generation_failed(
                 self._model, exc.type if isinstance(exc, APIError) else "api_error"

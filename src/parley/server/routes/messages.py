@@ -6,7 +6,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from parley.core.bodies import parse_params
-from parley.core.sse import with_pings
 from parley.protocol.requests import CountTokensParams, MessageCreateParams
 from parley.protocol.responses import TokenCount
 from parley.server.client_watch import ClientWatch
@@ -31,8 +30,13 @@ async def create_message(request: Request) -> Response:
     if params.stream:
         # Stream or not is decided by the body alone; the SDKs send
         # `Accept: application/json` either way (api-spec §1).
-        batches = with_pings(run.events(), svc.settings.ping_interval, svc.lifecycle)
-        return EventStreamResponse(batches, run.headers, run.aclose)
+        return EventStreamResponse(
+            run.events(),
+            run.headers,
+            run.aclose,
+            ping_interval=svc.settings.ping_interval,
+            lifecycle=svc.lifecycle,
+        )
     async with ClientWatch(request.receive, svc.lifecycle):
         message = await run.message()
     return Response(message.model_dump_json(), media_type=JSON, headers=run.headers)
