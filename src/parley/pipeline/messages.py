@@ -98,6 +98,9 @@ class MessageRun:
         self._priority = priority
         self._settle = settle
         self._settled = False
+        # Set by `message(settle=False)`: the caller settles, with `aclose()`, once the
+        # reply has been sent.
+        self._held = False
         self._model = model
         self._metrics = metrics or Metrics()
         self._context = context  # the HTTP request's, for the time to first token
@@ -136,7 +139,8 @@ class MessageRun:
                     await self._thread.release()
             raise
         finally:
-            self._finish()
+            if not self._held:
+                self._finish()
 
     def _first_content(self) -> None:
         if self._context is not None:
@@ -154,13 +158,22 @@ class MessageRun:
             # SDKs then start a new one with the whole conversation.
             log.exception("message thread turn %s could not be kept", self.stream.message.id)
 
-    async def message(self) -> Message:
-        # Closed here, not by the garbage collector, so that a cancelled request (the
-        # client left, the drain deadline passed) is settled before this returns.
-        with background() if self._priority == "batch" else nullcontext():
-            async with aclosing(self.events(emit=False)) as events:
-                async for _ in events:
-                    pass
+    async def message(self, *, settle: bool = True) -> Message:
+        """The whole Message. With `settle=False` the run is settled only by `aclose()`,
+        which the caller calls once the reply has left: at one request at a time, what
+        follows the last byte is off the client's wait. A run that fails is settled
+        before this raises, either way."""
+        self._held = not settle
+        try:
+            # Closed here, not by the garbage collector, so that a cancelled request (the
+            # client left, the drain deadline passed) is settled before this returns.
+            with background() if self._priority == "batch" else nullcontext():
+                async with aclosing(self.events(emit=False)) as events:
+                    async for _ in events:
+                        pass
+        except BaseException:
+            self._finish()
+            raise
         return self.stream.message
 
     async def aclose(self) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from parley.core.bodies import parse_params
 from parley.protocol.requests import CountTokensParams, MessageCreateParams
@@ -38,8 +41,24 @@ async def create_message(request: Request) -> Response:
             lifecycle=svc.lifecycle,
         )
     async with ClientWatch(request.receive, svc.lifecycle):
-        message = await run.message()
-    return Response(message.model_dump_json(), media_type=JSON, headers=run.headers)
+        message = await run.message(settle=False)
+    return SettlingResponse(message.model_dump_json(), run.headers, run.aclose)
+
+
+class SettlingResponse(Response):
+    """A message's JSON, its run settled once it has been sent (or could not be)."""
+
+    def __init__(
+        self, body: str, headers: Mapping[str, str], settle: Callable[[], Awaitable[None]]
+    ) -> None:
+        super().__init__(body, media_type=JSON, headers=headers)
+        self._settle = settle
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._settle()
 
 
 async def count_tokens(request: Request) -> Response:
