@@ -261,7 +261,9 @@ def _read_arrived(
     """The events of `event` and of every one after it that has arrived whole already,
     into `into`; True at the stream's `[DONE]`."""
     while event is not None:
-        if event.data.strip() == "[DONE]":
+        data = event.data
+        # Every chunk is a JSON object; only the end marker is not.
+        if not data.startswith("{") and data.strip() == "[DONE]":
             return True
         try:
             chunk = event.json()
@@ -276,13 +278,24 @@ def _text_joined(events: list[EngineEvent]) -> list[EngineEvent]:
     """`events` with each run of text chunks as one chunk (the running token count is
     the run's last)."""
     out: list[EngineEvent] = []
+    run: list[TextChunk] = []
     for event in events:
-        last = out[-1] if out else None
-        if type(event) is TextChunk and type(last) is TextChunk:
-            out[-1] = TextChunk(last.text + event.text, event.output_tokens)
-        else:
-            out.append(event)
+        if type(event) is TextChunk:
+            run.append(event)
+            continue
+        if run:
+            out.append(_joined(run))
+            run = []
+        out.append(event)
+    if run:
+        out.append(_joined(run))
     return out
+
+
+def _joined(run: list[TextChunk]) -> TextChunk:
+    if len(run) == 1:
+        return run[0]
+    return TextChunk("".join(chunk.text for chunk in run), run[-1].output_tokens)
 
 
 async def _without_echo(

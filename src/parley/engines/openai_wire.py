@@ -312,6 +312,9 @@ def chunk_error(error: Any, *, upstream: str) -> APIError:
     return status_error(status, str(message) if message else None, {}, upstream=upstream)
 
 
+_NO_DELTA: Mapping[str, Any] = {}
+
+
 @dataclass
 class _Call:
     name: str | None = None
@@ -346,19 +349,20 @@ class ChatStreamReader:
         if "error" in chunk:
             raise chunk_error(chunk["error"], upstream=self.upstream)
         usage = chunk.get("usage")
-        if isinstance(usage, Mapping):
+        if usage is not None and isinstance(usage, Mapping):
             self.usage = usage
         events: list[EngineEvent] = []
         for choice in chunk.get("choices") or ():
             if choice.get("index", 0) != 0:
                 continue
-            delta = choice.get("delta") or {}
+            delta = choice.get("delta") or _NO_DELTA
             # Chat chunks carry `delta.content`; raw completion chunks carry `text`.
             text = delta.get("content") if "delta" in choice else choice.get("text")
             # vLLM, SGLang and llama-server stream a reasoning model's thinking apart
             # (`reasoning_content`; some servers say `reasoning`).
             reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if text or reasoning or delta.get("tool_calls"):
+            calls = delta.get("tool_calls")
+            if text or reasoning or calls:
                 # One chunk is about one token; the upstream's own count, when it
                 # sends one, replaces this in `finished()`.
                 self.output_tokens += 1
@@ -366,8 +370,9 @@ class ChatStreamReader:
                 events.append(ThinkingChunk(reasoning, self.output_tokens))
             if text:
                 events.append(TextChunk(text, self.output_tokens))
-            for fragment in delta.get("tool_calls") or ():
-                events += self._tool_fragment(fragment)
+            if calls:
+                for fragment in calls:
+                    events += self._tool_fragment(fragment)
             reason = choice.get("finish_reason")
             if reason:
                 self.finish = _FINISH_REASONS.get(reason, "end_turn")

@@ -20,10 +20,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 from pydantic_core import from_json, to_json
@@ -55,8 +53,7 @@ def loads(text: str | bytes) -> Any:
 # -- server-sent events ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SSEEvent:
+class SSEEvent(NamedTuple):
     event: str | None
     data: str
 
@@ -64,26 +61,22 @@ class SSEEvent:
         return loads(self.data)
 
 
-class SSEParser:
-    """Events of an SSE body, line by line: `event:` and `data:` fields, dispatched at
-    blank lines; comments (`: ping`, which some servers send) and other fields are
-    skipped."""
-
-    def __init__(self) -> None:
-        self._name: str | None = None
-        self._data: list[str] = []
-
-    def line(self, line: str) -> SSEEvent | None:
-        if not line:
-            event = SSEEvent(self._name, "\n".join(self._data)) if self._data else None
-            self._name, self._data = None, []
-            return event
+def sse_event(block: str) -> SSEEvent | None:
+    """The event of one block of lines (a blank line ends each): its `event:` and
+    `data:` fields; comments (`: ping`, which some servers send) and other fields are
+    skipped, and a block without data is no event."""
+    if block.startswith("data:") and "\n" not in block:
+        # Nearly every block: one data line.
+        return SSEEvent(None, block[6:] if block[5:6] == " " else block[5:])
+    name: str | None = None
+    data: list[str] = []
+    for line in block.split("\n"):
         field, _, value = line.partition(":")
         if field == "data":
-            self._data.append(value.removeprefix(" "))
+            data.append(value.removeprefix(" "))
         elif field == "event":
-            self._name = value.removeprefix(" ")
-        return None
+            name = value.removeprefix(" ")
+    return SSEEvent(name, "\n".join(data)) if data else None
 
 
 def upstream_client(
@@ -120,23 +113,27 @@ class OpenStream:
         self.upstream = upstream
         # What the engine read while opening (the Anthropic engine's message_start).
         self.head: dict[str, Any] | None = None
-        self._parser = SSEParser()
-        self._lines: deque[str] = deque()
+        # Whole lines not yet dispatched as events, from `_at` on; the bytes of a
+        # line still arriving.
+        self._text = ""
+        self._at = 0
         self._partial = b""
         self._ended = False
 
     def buffered_event(self) -> SSEEvent | None:
         """The next event if it has arrived whole already; None otherwise (nothing is
         waited for, and a partly arrived event stays for `next_event`)."""
-        while self._lines:
-            event = self._parser.line(self._lines.popleft())
+        text = self._text
+        while (end := text.find("\n\n", self._at)) >= 0:
+            block, self._at = text[self._at : end], end + 2
+            event = sse_event(block.lstrip("\n")) if block else None
             if event is not None:
                 return event
         return None
 
     async def next_event(self) -> SSEEvent | None:
         """The next event; None at the end of the body. The body is read as it comes,
-        everything that has arrived at once, and split into lines here: a line at a
+        everything that has arrived at once, and cut into events here: a line at a
         time through a stream reader cost more than the rest of the event's path."""
         while True:
             event = self.buffered_event()
@@ -151,13 +148,22 @@ class OpenStream:
             if not piece:
                 # The body's end: its last line, then a blank one that dispatches it.
                 self._ended = True
-                whole, self._partial = [self._partial, b""], b""
+                whole, self._partial = self._partial + b"\n\n", b""
             else:
-                *whole, self._partial = (self._partial + piece).split(b"\n")
+                buffer = self._partial + piece
+                cut = buffer.rfind(b"\n") + 1
+                whole, self._partial = buffer[:cut], buffer[cut:]
                 if len(self._partial) > _MAX_LINE:
                     error = ValueError(f"an event line longer than {_MAX_LINE} bytes")
                     raise transport_error(error, upstream=self.upstream)
-            self._lines.extend(line.decode("utf-8", "replace").rstrip("\r") for line in whole)
+            if whole:
+                self._add(whole.decode("utf-8", "replace"))
+
+    def _add(self, lines: str) -> None:
+        if "\r" in lines:
+            lines = "\n".join(line.rstrip("\r") for line in lines.split("\n"))
+        self._text = self._text[self._at :] + lines
+        self._at = 0
 
     async def json(self) -> Any:
         """The whole body as JSON (a reply asked for in one piece)."""
