@@ -286,7 +286,11 @@ async def generation_request(
     capabilities: EngineCapabilities,
     sources: Sources | None = None,
     signer: ThinkingSigner | None = None,
+    *,
+    cache_scope: str | None = None,
 ) -> GenerationRequest:
+    """The engine's request for a message; `cache_scope` keeps its prompt cache
+    entries apart from other scopes'."""
     check_message_fields(params, capabilities)
     tools = tool_specs(params.tools, capabilities, params.model)
     thinking = thinking_of(params, capabilities, params.max_tokens)
@@ -308,6 +312,8 @@ async def generation_request(
         cache=cache_mark(params.cache_control),
         output_schema=output_schema(params, capabilities),
         thinking=thinking,
+        cache_scope=cache_scope,
+        streamed=bool(params.stream),
     )
     check_cache_breakpoints(request)
     return request

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, NamedTuple
 
 import httpx
@@ -210,7 +210,7 @@ async def open_stream(
     raise error_from(response.status, raw, response.headers)
 
 
-Opener = Callable[[], Awaitable[OpenStream]]
+Opener = Callable[[], Coroutine[Any, Any, OpenStream]]
 
 
 class UpstreamCall:
@@ -228,17 +228,29 @@ class UpstreamCall:
 
         Returns the open stream, or None when the upstream has not answered yet (the
         request goes on; `claim()` waits for it)."""
-        task = asyncio.ensure_future(self._opener())
-        self._task = task
+        loop = asyncio.get_running_loop()
+        task = self._task = loop.create_task(self._opener())
+        # One future and one timer: what `asyncio.wait` does with sets and callbacks
+        # of its own, on every message's path.
+        waited = loop.create_future()
+
+        def wake(_: object = None) -> None:
+            if not waited.done():
+                waited.set_result(None)
+
+        task.add_done_callback(wake)
+        timer = loop.call_later(self._header_wait, wake)
         try:
-            await asyncio.wait({task}, timeout=self._header_wait)
+            await waited
         except asyncio.CancelledError:
             self.discard()
             raise
+        finally:
+            timer.cancel()
+            task.remove_done_callback(wake)
         if task.done() and task.exception() is not None:
             self._task = None
             raise task.exception()  # type: ignore[misc]
-        loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self._claim_timeout, self._unclaimed)
         return task.result() if task.done() else None
 

@@ -270,11 +270,10 @@ class MessagePipeline:
         engine = entry.engine
         edits = check_context_management(params.context_management, params.thinking)
         with tracing.span("prepare"):
-            request = await generation_request(
-                params, engine.capabilities, self._sources(key), self._signer
-            )
             # A prompt cache is the key's own: another key never reads its entries.
-            request = replace(request, cache_scope=key.id, streamed=bool(params.stream))
+            request = await generation_request(
+                params, engine.capabilities, self._sources(key), self._signer, cache_scope=key.id
+            )
             managed: ContextManagementResponse | None = None
             if params.context_management is not None:
                 # Applied before the prompt is built: the engine sees the edited turns.
@@ -377,7 +376,7 @@ class MessagePipeline:
         if thread is not None:
             self._spawn(thread.release())
         usage = done.usage
-        if admission is not None:
+        if admission is not None and not self._limiter.settle_now(admission, usage.output_tokens):
             self._spawn(self._limiter.settle(admission, usage.output_tokens))
         self._metrics.tokens(entry.id, priority, usage)
         self._usage.record(

@@ -22,6 +22,11 @@ class BucketBackend(ABC):
     async def give(self, demand: Demand, now: float) -> None:
         """Return `demand.amount` (an unused reservation), capped at capacity."""
 
+    def give_now(self, demand: Demand, now: float) -> bool:
+        """`give` without waiting, where the buckets allow it; False where only
+        `give` can (nothing was given)."""
+        return False
+
     async def ping(self) -> None:  # noqa: B027 (optional hook)
         """Raise when the buckets cannot be reached (readiness probes)."""
 
@@ -48,8 +53,12 @@ class MemoryBackend(BucketBackend):
         return decision
 
     async def give(self, demand: Demand, now: float) -> None:
+        self.give_now(demand, now)
+
+    def give_now(self, demand: Demand, now: float) -> bool:
         level = min(float(demand.capacity), self._level(demand, now) + demand.amount)
         self._state[demand.key] = (level, now)
+        return True
 
 
 # KEYS: bucket keys. ARGV: now, then capacity and amount per key. Refills each bucket,

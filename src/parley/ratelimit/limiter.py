@@ -171,13 +171,19 @@ class RateLimiter:
 
     async def settle(self, admission: Admission, output_tokens: int) -> None:
         """Give back the part of the output reservation that was not used."""
-        if admission.settled or not admission.taken:
-            return
+        unused = _unused(admission, output_tokens)
         admission.settled = True
-        reserved = admission.taken[-1]
-        unused = reserved.amount - output_tokens
-        if unused > 0:
-            await self._give(Demand(reserved.key, reserved.capacity, unused), self._clock())
+        if unused is not None:
+            await self._give(unused, self._clock())
+
+    def settle_now(self, admission: Admission, output_tokens: int) -> bool:
+        """`settle` without waiting, where the buckets allow it (they are in this
+        process); False where only `settle` can (nothing was settled)."""
+        unused = _unused(admission, output_tokens)
+        if unused is not None and not self._backend.give_now(unused, self._clock()):
+            return False
+        admission.settled = True
+        return True
 
     async def refund(self, admission: Admission) -> None:
         """Give back everything: the request was admitted but never ran (its engine
@@ -223,3 +229,12 @@ class RateLimiter:
             "or try again later.",
             headers={**headers, "retry-after": str(retry_after), "x-should-retry": "true"},
         )
+
+
+def _unused(admission: Admission, output_tokens: int) -> Demand | None:
+    """The part of an admission's output reservation to give back, if any is left to."""
+    if admission.settled or not admission.taken:
+        return None
+    reserved = admission.taken[-1]
+    unused = reserved.amount - output_tokens
+    return Demand(reserved.key, reserved.capacity, unused) if unused > 0 else None
