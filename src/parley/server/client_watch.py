@@ -1,26 +1,67 @@
 """Stopping a request's work when its client goes away, or at a drain's deadline.
 
-The work runs in the request's own task, and the watch cancels that task: one small
-task reads the ASGI disconnect, and the drain deadline is a callback. Starlette's
-way (an anyio task group around every streamed response, and for plain requests one
-task for the work, one for the disconnect and one for the deadline) cost about a
-fifth of a millisecond per request on the gateway path, which has one millisecond
-in all (bench/gateway.py).
+The work runs in the request's own task, and the watch cancels that task. Under
+`parley serve` the connection says that its client went away by a callback
+(`Departure`, in the scope's extensions; server/connections.py); under any other
+ASGI server one small task reads the ASGI disconnect. The drain deadline is a
+callback too. Starlette's way (an anyio task group around every streamed response,
+and for plain requests one task for the work, one for the disconnect and one for the
+deadline) cost about a fifth of a millisecond per request on the gateway path, which
+has one millisecond in all (bench/gateway.py); the task for the disconnect alone,
+about a hundredth.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from types import TracebackType
 from typing import Literal
 
 from starlette.requests import ClientDisconnect
-from starlette.types import Receive
+from starlette.types import Receive, Scope
 
 from parley.core.lifecycle import Lifecycle
 from parley.errors import OverloadedError
 
 Reason = Literal["gone", "cut"]
+
+# The scope's extension a connection puts its request's `Departure` in (as
+# `{"departure": ...}`).
+DEPARTURE = "parley.departure"
+
+
+class Departure:
+    """A request's client going away, told by its connection: the callbacks run once
+    the connection is lost (or given up on) before the response is complete."""
+
+    def __init__(self) -> None:
+        self.gone = False
+        self._callbacks: list[Callable[[], None]] = []
+
+    def on_gone(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` when the client goes (at once if it has); returns what takes
+        it back."""
+        if self.gone:
+            callback()
+            return _nothing
+        self._callbacks.append(callback)
+        return lambda: self._forget(callback)
+
+    def _forget(self, callback: Callable[[], None]) -> None:
+        if callback in self._callbacks:
+            self._callbacks.remove(callback)
+
+    def depart(self) -> None:
+        if not self.gone:
+            self.gone = True
+            callbacks, self._callbacks = self._callbacks, []
+            for callback in callbacks:
+                callback()
+
+
+def _nothing() -> None:
+    pass
 
 
 class ClientWatch:
@@ -35,8 +76,15 @@ class ClientWatch:
     """
 
     def __init__(
-        self, receive: Receive, lifecycle: Lifecycle | None = None, *, quiet: bool = False
+        self,
+        scope: Scope,
+        receive: Receive,
+        lifecycle: Lifecycle | None = None,
+        *,
+        quiet: bool = False,
     ) -> None:
+        extension = (scope.get("extensions") or {}).get(DEPARTURE) or {}
+        self._departure: Departure | None = extension.get("departure")
         self._receive = receive
         self._lifecycle = lifecycle
         self._quiet = quiet
@@ -48,12 +96,19 @@ class ClientWatch:
         assert task is not None
         self._task = task
         self._active = True
-        self._watcher = asyncio.ensure_future(_disconnected(self._receive))
-        self._watcher.add_done_callback(self._client_gone)
+        if self._departure is not None:
+            self._forget_gone = self._departure.on_gone(self._gone)
+        else:
+            self._forget_gone = _nothing
+            watcher = asyncio.ensure_future(_disconnected(self._receive))
+            watcher.add_done_callback(self._client_gone)
         self._forget_cut = (
             self._lifecycle.on_cut(self._cut) if self._lifecycle is not None else None
         )
         return self
+
+    def _gone(self) -> None:
+        self._stop("gone")
 
     def _client_gone(self, watcher: asyncio.Future[bool]) -> None:
         if not watcher.cancelled() and watcher.result():
@@ -82,6 +137,7 @@ class ClientWatch:
         # whole from an instant upstream) ends before the watcher has started, which
         # leaves its cancellation's traceback in a cycle with the task.
         self._active = False
+        self._forget_gone()
         if self._forget_cut is not None:
             self._forget_cut()
         if self.reason is None:

@@ -33,10 +33,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from starlette.types import ASGIApp, Receive, Scope, Send
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from parley.core.ids import request_id
 from parley.errors import APIError, InvalidRequestError, OverloadedError, RequestTimeoutError
+from parley.server.client_watch import DEPARTURE, Departure
 from parley.server.logs import access_line
 from parley.server.middleware import send_error
 
@@ -86,6 +87,8 @@ class LimitedProtocol(HttpToolsProtocol):
         self._read_timer: asyncio.TimerHandle | None = None
         self._reading: Literal["head", "body"] | None = None
         self._write_timer: asyncio.TimerHandle | None = None
+        # Requests whose response is not complete yet, told when their client goes.
+        self._departures: list[tuple[RequestResponseCycle, Departure]] = []
         self.app = _CappedApp(self.app, self)
         # The access line is Parley's, written once the response has left
         # (server/middleware.py); uvicorn writes it before the body, on the reply's path.
@@ -107,6 +110,12 @@ class LimitedProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
         self._phase = "body"
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope:
+            departure = Departure()
+            # An ASGI extension's value is a dict (the ASGI spec, "Extensions").
+            self.scope.setdefault("extensions", {})[DEPARTURE] = {"departure": departure}
+            self._departures.append((cycle, departure))
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -138,6 +147,7 @@ class LimitedProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         # A finished response leaves now, not after what its task does next.
         self._writer.flush()
+        self._departures = [(c, d) for c, d in self._departures if not c.response_complete]
         super().on_response_complete()
         if self.transport.is_closing():
             self._cancel_read()
@@ -151,6 +161,13 @@ class LimitedProtocol(HttpToolsProtocol):
         self._cancel_read()
         self._cancel_write()
         super().connection_lost(exc)
+        self._depart()
+
+    def _depart(self) -> None:
+        departures, self._departures = self._departures, []
+        for cycle, departure in departures:
+            if not cycle.response_complete:
+                departure.depart()
 
     def _responding(self) -> bool:
         """Whether a request's response is still to be finished; the head of a request
@@ -183,6 +200,7 @@ class LimitedProtocol(HttpToolsProtocol):
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True  # the app sees http.disconnect; its sends go nowhere
             cycle.message_event.set()
+            self._depart()
         if not started and not fresh:
             part = "headers" if what == "head" else "body"
             error = RequestTimeoutError(f"Timed out waiting for the request {part}")

@@ -61,7 +61,7 @@ class EventStreamResponse(Response):
         writer = _Writer(send, self.raw_headers, self._ping_interval)
         try:
             async with (
-                ClientWatch(receive, self._lifecycle, quiet=True) as watch,
+                ClientWatch(scope, receive, self._lifecycle, quiet=True) as watch,
                 aclosing(self._batches) as batches,
             ):
                 try:

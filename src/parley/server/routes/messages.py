@@ -40,7 +40,7 @@ async def create_message(request: Request) -> Response:
             ping_interval=svc.settings.ping_interval,
             lifecycle=svc.lifecycle,
         )
-    async with ClientWatch(request.receive, svc.lifecycle):
+    async with ClientWatch(request.scope, request.receive, svc.lifecycle):
         message = await run.message(settle=False)
     return SettlingResponse(message.model_dump_json(), run.headers, run.aclose)
 
