@@ -8,6 +8,7 @@ Input tokens are charged at admission; output tokens are reserved from
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -51,16 +52,29 @@ class Admission:
 def ratelimit_headers(names: list[str], readings: tuple[Reading, ...]) -> dict[str, str]:
     """`anthropic-ratelimit-*` headers (api-spec §15). `tokens-*` reports whichever of
     the input and output buckets is most restrictive now."""
-    by_name = dict(zip(names, readings, strict=True))
-    tokens = [r for n, r in by_name.items() if n.endswith("tokens")]
-    if tokens:
-        by_name["tokens"] = min(tokens, key=lambda r: r.remaining)
     headers: dict[str, str] = {}
-    for name, reading in by_name.items():
-        headers[f"anthropic-ratelimit-{name}-limit"] = str(reading.capacity)
-        headers[f"anthropic-ratelimit-{name}-remaining"] = str(reading.remaining)
-        headers[f"anthropic-ratelimit-{name}-reset"] = rfc3339_ceil(reading.reset_at)
+    tightest: tuple[Reading, int] | None = None
+    for name, reading in zip(names, readings, strict=True):
+        remaining = reading.remaining
+        _reading_headers(headers, name, reading, remaining)
+        if name.endswith("tokens") and (tightest is None or remaining < tightest[1]):
+            tightest = (reading, remaining)
+    if tightest is not None:
+        _reading_headers(headers, "tokens", *tightest)
     return headers
+
+
+def _reading_headers(headers: dict[str, str], name: str, reading: Reading, remaining: int) -> None:
+    limit, left, reset = _header_names(name)
+    headers[limit] = str(reading.capacity)
+    headers[left] = str(remaining)
+    headers[reset] = rfc3339_ceil(reading.reset_at)
+
+
+@functools.cache
+def _header_names(name: str) -> tuple[str, str, str]:
+    prefix = f"anthropic-ratelimit-{name}"
+    return f"{prefix}-limit", f"{prefix}-remaining", f"{prefix}-reset"
 
 
 class RateLimiter:
