@@ -13,9 +13,13 @@ latency p50/p99 for each, Parley's added p50 over direct, and Parley/LiteLLM rat
 with the load average. A fourth target, `passthrough` (bench/passthrough.py), is the
 floor of Parley's stack: the same server and client libraries forwarding the OpenAI
 request untouched, so the table shows what the stack costs apart from Parley's work.
+With `--against REV`, a fifth, `before`, is Parley at that git revision (checked out
+into a temporary worktree): on a machine whose speed moves from minute to minute, a
+change is judged against its own past in the same run, not against an old table.
 Run from the repository root:
 
     .venv/bin/python bench/gateway.py [--requests N] [--rounds R] [--concurrency 1,16,64]
+        [--targets direct,parley,litellm,passthrough] [--against REV]
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ from tests.serverproc import ParleyProcess  # noqa: E402
 
 MODEL = "bench-up"
 PROMPT = "say: The quick brown fox jumps over the lazy dog."
-TARGETS = ("direct", "parley", "litellm", "passthrough")
+TARGETS = ("direct", "parley", "litellm", "passthrough", "before")
 # Limits far above what the run sends: the limiter still runs, it never refuses.
 CONFIG = """
 [tiers.default]
@@ -209,7 +213,13 @@ async def measure(
 
 
 def report(rows: list[Row], names: list[str]) -> None:
-    short = {"direct": "dir", "parley": "par", "litellm": "lite", "passthrough": "pass"}
+    short = {
+        "direct": "dir",
+        "parley": "par",
+        "litellm": "lite",
+        "passthrough": "pass",
+        "before": "bef",
+    }
     cols = [short[n] for n in names]
     gateways = [n for n in names if n != "direct"]
     both = "parley" in names and "litellm" in names
@@ -299,10 +309,15 @@ def main() -> None:
     parser.add_argument("--litellm", type=Path, default=LITELLM, help="the litellm command")
     parser.add_argument("--litellm-workers", type=int, default=1, help="--num_workers (1)")
     parser.add_argument("--log-dir", type=Path, help="keep the servers' logs here")
+    parser.add_argument("--against", help="also Parley at this git revision (`before`)")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     levels = [int(c) for c in args.concurrency.split(",")]
     names = [n.strip() for n in args.targets.split(",") if n.strip()]
+    if args.against and "before" not in names:
+        names.append("before")
+    if "before" in names and not args.against:
+        parser.error("the target `before` needs --against REV")
     if set(names) - set(TARGETS) or not names or args.rounds < 1 or args.requests < 2:
         parser.error("bad --targets, --rounds or --requests")
 
@@ -334,6 +349,23 @@ def main() -> None:
             args.litellm, tmp / "litellm", MODEL, fake.url, workers=args.litellm_workers
         )
         passthrough = PassthroughProcess(tmp / "passthrough.log", fake.url)
+        before: ParleyProcess | None = None
+        if args.against:
+            tree = Path(tmp_name) / "before-tree"
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), args.against],
+                capture_output=True,
+                check=True,
+            )
+            before_extra = list(extra)
+            if "--port" in before_extra:  # its own port, not the working tree's
+                before_extra[before_extra.index("--port") + 1] = str(free_port())
+            before = ParleyProcess(
+                tmp / "before",
+                config=CONFIG.format(model=MODEL, url=fake.url),
+                args=before_extra,
+                env={"PYTHONPATH": str(tree / "src")},
+            )
         try:
             bases: dict[str, tuple[str, str]] = {}
             for name in names:
@@ -345,6 +377,10 @@ def main() -> None:
                     bases[name] = (parley.base_url, parley.api_key)
                 elif name == "passthrough":
                     bases[name] = (passthrough.start(), "")
+                elif name == "before":
+                    assert before is not None
+                    before.start()
+                    bases[name] = (before.base_url, before.api_key)
                 else:
                     litellm.start()
                     bases[name] = (litellm.base_url, litellm.master_key)
@@ -356,6 +392,13 @@ def main() -> None:
             parley.stop()
             litellm.stop()
             passthrough.stop()
+            if before is not None:
+                before.stop()
+                subprocess.run(
+                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+                    capture_output=True,
+                    check=False,
+                )
             fake.stop()
     report(rows, names)
     print(f"\nload average at end: {load_avg()}")
