@@ -65,9 +65,9 @@ def _nothing() -> None:
 
 
 class ClientWatch:
-    """`async with ClientWatch(receive, lifecycle):` cancels the block's task when the
-    client disconnects, or (with a `lifecycle`) when the drain deadline passes; the
-    cancellation it caused ends the block as `ClientDisconnect` or, at the deadline,
+    """`async with ClientWatch(scope, receive, lifecycle):` cancels the block's task
+    when the client disconnects, or (with a `lifecycle`) when the drain deadline passes;
+    the cancellation it caused ends the block as `ClientDisconnect` or, at the deadline,
     `OverloadedError` (a retryable 529), so that the work's own clean-up (closing the
     generation, settling usage) has run before the answer is chosen.
 
