@@ -42,6 +42,9 @@ from parley.server.logs import access_line
 from parley.server.middleware import send_error
 
 MAX_HEAD_BYTES = 16 * 1024
+# Bytes written in one turn of the event loop held back to leave in one send: the
+# transports' own high-water mark (uvloop's and asyncio's default).
+MAX_PENDING = 64 * 1024
 # uvicorn's words for a request its parser rejects.
 MALFORMED = "Invalid HTTP request received."
 
@@ -252,19 +255,25 @@ class CoalescingTransport(asyncio.Transport):
     part and a chunked body's terminator separately: a plain reply was two sends and a
     stream that arrived in one piece three, each a system call and a wake-up of the
     client. Deferred to the end of the loop's turn they are one, a turn later at most;
-    a response that is complete is sent at once (`flush`).
-    Flow control stays with the real transport (uvicorn's `FlowControl` holds it)."""
+    a response that is complete is sent at once (`flush`), and so is whatever passes
+    `MAX_PENDING`: a stream whose events are all ready (a fast engine, a client that
+    does not read) must still meet the real transport's flow control, which uvicorn's
+    `FlowControl` holds, at every send, not once the whole reply is in memory."""
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__()
         self._transport = transport
         self._loop = loop
         self._pending: list[bytes] = []
+        self._size = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not self._pending:
             self._loop.call_soon(self.flush)
         self._pending.append(bytes(data))
+        self._size += len(data)
+        if self._size > MAX_PENDING:
+            self.flush()
 
     def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
         for data in list_of_data:
@@ -275,6 +284,7 @@ class CoalescingTransport(asyncio.Transport):
             return
         data = b"".join(self._pending) if len(self._pending) > 1 else self._pending[0]
         self._pending.clear()
+        self._size = 0
         if not self._transport.is_closing():
             self._transport.write(data)
 
@@ -284,6 +294,7 @@ class CoalescingTransport(asyncio.Transport):
 
     def abort(self) -> None:
         self._pending.clear()
+        self._size = 0
         self._transport.abort()
 
     def is_closing(self) -> bool:
@@ -308,7 +319,7 @@ class CoalescingTransport(asyncio.Transport):
         return self._transport.get_protocol()
 
     def get_write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size() + sum(map(len, self._pending))
+        return self._transport.get_write_buffer_size() + self._size
 
     def can_write_eof(self) -> bool:
         return self._transport.can_write_eof()
