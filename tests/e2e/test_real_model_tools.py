@@ -72,6 +72,13 @@ def test_any_choice_calls_one_of_several_tools(sdk: anthropic.Anthropic) -> None
     calls = [b for b in message.content if isinstance(b, anthropic.types.ToolUseBlock)]
     assert len(calls) == 1
     assert calls[0].name in names
+    if message.stop_reason == "max_tokens":
+        # Sampled at temperature 1, the small model can spend every token inside one
+        # string: the call is returned cut off, as the API returns it, and only a
+        # finished call is held to its schema.
+        assert isinstance(calls[0].input, dict)
+        return
+    assert message.stop_reason == "tool_use"
     jsonschema.validate(calls[0].input, SCHEMAS[calls[0].name])
 
 
