@@ -1,5 +1,5 @@
 """ClientWatch ends a request's work when its client leaves, told either by the
-connection (a `Departure` in the scope's extensions, as `parley serve` gives) or by
+connection (a `Signal` in the scope's extensions, as `parley serve` gives) or by
 the ASGI `http.disconnect` (any other server), and only while the work runs."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from starlette.requests import ClientDisconnect
 
-from parley.server.client_watch import DEPARTURE, ClientWatch, Departure
+from parley.core.lifecycle import Signal
+from parley.server.client_watch import DEPARTURE, ClientWatch
 
 
 async def never() -> dict[str, Any]:
@@ -19,9 +20,9 @@ async def never() -> dict[str, Any]:
 
 
 async def test_a_departure_cancels_the_work_without_a_task_reading_receive() -> None:
-    departure = Departure()
+    departure = Signal()
     scope = {"extensions": {DEPARTURE: {"departure": departure}}}
-    asyncio.get_running_loop().call_later(0.01, departure.depart)
+    asyncio.get_running_loop().call_later(0.01, departure.fire)
     tasks = len(asyncio.all_tasks())
     during: list[int] = []
 
@@ -49,18 +50,18 @@ async def test_the_disconnect_message_cancels_the_work_elsewhere() -> None:
 
 
 async def test_a_departure_after_the_work_cancels_nothing() -> None:
-    departure = Departure()
+    departure = Signal()
     scope = {"extensions": {DEPARTURE: {"departure": departure}}}
     async with ClientWatch(scope, never, quiet=True) as watch:
         await asyncio.sleep(0)
-    departure.depart()
+    departure.fire()
     await asyncio.sleep(0.01)  # still running: the task was not cancelled
     assert watch.reason is None
 
 
 async def test_a_client_already_gone_ends_the_work_at_its_first_wait() -> None:
-    departure = Departure()
-    departure.depart()
+    departure = Signal()
+    departure.fire()
     scope = {"extensions": {DEPARTURE: {"departure": departure}}}
     async with ClientWatch(scope, never, quiet=True) as watch:
         await asyncio.sleep(10)

@@ -13,15 +13,40 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
+class Signal:
+    """Something that happens once (the drain deadline, a client leaving), told to
+    callbacks: a callback, not a task waiting on an event, since every request in
+    flight holds one, and a task per request costs the hot path."""
+
+    def __init__(self) -> None:
+        self.fired = False
+        self._callbacks: dict[Callable[[], None], None] = {}
+
+    def on(self, callback: Callable[[], None]) -> Callable[[], object]:
+        """Call `callback` when it happens (at once if it has); returns what takes it
+        back."""
+        if self.fired:
+            callback()
+            return _nothing
+        self._callbacks[callback] = None
+        return lambda: self._callbacks.pop(callback, None)
+
+    def fire(self) -> None:
+        if not self.fired:
+            self.fired = True
+            callbacks, self._callbacks = self._callbacks, {}
+            for callback in callbacks:
+                callback()
+
+
 class Lifecycle:
     def __init__(self) -> None:
         self._draining = False
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        # True from the drain deadline on: whatever still runs ends now.
-        self._cut = False
-        self._on_cut: set[Callable[[], None]] = set()
+        # From the drain deadline on: whatever still runs ends now.
+        self._cut = Signal()
 
     @property
     def draining(self) -> bool:
@@ -37,20 +62,12 @@ class Lifecycle:
 
     def cut_now(self) -> None:
         self._draining = True
-        self._cut = True
-        for callback in list(self._on_cut):
-            callback()
-        self._on_cut.clear()
+        self._cut.fire()
 
-    def on_cut(self, callback: Callable[[], None]) -> Callable[[], None]:
+    def on_cut(self, callback: Callable[[], None]) -> Callable[[], object]:
         """Call `callback` at the drain deadline (at once if it has passed); returns
-        what takes it back. A callback, not a task waiting on an event: every request
-        in flight holds one, and a task per request costs the hot path."""
-        if self._cut:
-            callback()
-            return _nothing
-        self._on_cut.add(callback)
-        return lambda: self._on_cut.discard(callback)
+        what takes it back."""
+        return self._cut.on(callback)
 
     @contextmanager
     def track(self) -> Iterator[None]:

@@ -349,7 +349,7 @@ class ChatStreamReader:
         if "error" in chunk:
             raise chunk_error(chunk["error"], upstream=self.upstream)
         usage = chunk.get("usage")
-        if usage is not None and isinstance(usage, Mapping):
+        if isinstance(usage, Mapping):
             self.usage = usage
         events: list[EngineEvent] = []
         for choice in chunk.get("choices") or ():
@@ -370,9 +370,8 @@ class ChatStreamReader:
                 events.append(ThinkingChunk(reasoning, self.output_tokens))
             if text:
                 events.append(TextChunk(text, self.output_tokens))
-            if calls:
-                for fragment in calls:
-                    events += self._tool_fragment(fragment)
+            for fragment in calls or ():
+                events += self._tool_fragment(fragment)
             reason = choice.get("finish_reason")
             if reason:
                 self.finish = _FINISH_REASONS.get(reason, "end_turn")

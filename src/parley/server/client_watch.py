@@ -2,7 +2,7 @@
 
 The work runs in the request's own task, and the watch cancels that task. Under
 `parley serve` the connection says that its client went away by a callback
-(`Departure`, in the scope's extensions; server/connections.py); under any other
+(a `Signal` in the scope's extensions; server/connections.py); under any other
 ASGI server one small task reads the ASGI disconnect. The drain deadline is a
 callback too. Starlette's way (an anyio task group around every streamed response,
 and for plain requests one task for the work, one for the disconnect and one for the
@@ -21,47 +21,15 @@ from typing import Literal
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope
 
-from parley.core.lifecycle import Lifecycle
+from parley.core.lifecycle import Lifecycle, Signal
 from parley.errors import OverloadedError
 
 Reason = Literal["gone", "cut"]
 
-# The scope's extension a connection puts its request's `Departure` in (as
-# `{"departure": ...}`).
+# The scope's extension a connection puts the `Signal` of its request's client leaving
+# in (as `{"departure": ...}`): fired once the connection is lost (or given up on)
+# before the response is complete.
 DEPARTURE = "parley.departure"
-
-
-class Departure:
-    """A request's client going away, told by its connection: the callbacks run once
-    the connection is lost (or given up on) before the response is complete."""
-
-    def __init__(self) -> None:
-        self.gone = False
-        self._callbacks: list[Callable[[], None]] = []
-
-    def on_gone(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Call `callback` when the client goes (at once if it has); returns what takes
-        it back."""
-        if self.gone:
-            callback()
-            return _nothing
-        self._callbacks.append(callback)
-        return lambda: self._forget(callback)
-
-    def _forget(self, callback: Callable[[], None]) -> None:
-        if callback in self._callbacks:
-            self._callbacks.remove(callback)
-
-    def depart(self) -> None:
-        if not self.gone:
-            self.gone = True
-            callbacks, self._callbacks = self._callbacks, []
-            for callback in callbacks:
-                callback()
-
-
-def _nothing() -> None:
-    pass
 
 
 class ClientWatch:
@@ -84,7 +52,7 @@ class ClientWatch:
         quiet: bool = False,
     ) -> None:
         extension = (scope.get("extensions") or {}).get(DEPARTURE) or {}
-        self._departure: Departure | None = extension.get("departure")
+        self._departure: Signal | None = extension.get("departure")
         self._receive = receive
         self._lifecycle = lifecycle
         self._quiet = quiet
@@ -96,10 +64,10 @@ class ClientWatch:
         assert task is not None
         self._task = task
         self._active = True
+        self._forget_gone: Callable[[], object] | None = None
         if self._departure is not None:
-            self._forget_gone = self._departure.on_gone(self._gone)
+            self._forget_gone = self._departure.on(self._gone)
         else:
-            self._forget_gone = _nothing
             watcher = asyncio.ensure_future(_disconnected(self._receive))
             watcher.add_done_callback(self._client_gone)
         self._forget_cut = (
@@ -137,7 +105,8 @@ class ClientWatch:
         # whole from an instant upstream) ends before the watcher has started, which
         # leaves its cancellation's traceback in a cycle with the task.
         self._active = False
-        self._forget_gone()
+        if self._forget_gone is not None:
+            self._forget_gone()
         if self._forget_cut is not None:
             self._forget_cut()
         if self.reason is None:

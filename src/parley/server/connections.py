@@ -36,8 +36,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from parley.core.ids import request_id
+from parley.core.lifecycle import Signal
 from parley.errors import APIError, InvalidRequestError, OverloadedError, RequestTimeoutError
-from parley.server.client_watch import DEPARTURE, Departure
+from parley.server.client_watch import DEPARTURE
 from parley.server.logs import access_line
 from parley.server.middleware import send_error
 
@@ -91,7 +92,7 @@ class LimitedProtocol(HttpToolsProtocol):
         self._reading: Literal["head", "body"] | None = None
         self._write_timer: asyncio.TimerHandle | None = None
         # Requests whose response is not complete yet, told when their client goes.
-        self._departures: list[tuple[RequestResponseCycle, Departure]] = []
+        self._departures: list[tuple[RequestResponseCycle, Signal]] = []
         self.app = _CappedApp(self.app, self)
         # The access line is Parley's, written once the response has left
         # (server/middleware.py); uvicorn writes it before the body, on the reply's path.
@@ -115,7 +116,7 @@ class LimitedProtocol(HttpToolsProtocol):
         self._phase = "body"
         cycle = self.cycle
         if cycle is not None and cycle.scope is self.scope:
-            departure = Departure()
+            departure = Signal()
             # An ASGI extension's value is a dict (the ASGI spec, "Extensions").
             self.scope.setdefault("extensions", {})[DEPARTURE] = {"departure": departure}
             self._departures.append((cycle, departure))
@@ -170,7 +171,7 @@ class LimitedProtocol(HttpToolsProtocol):
         departures, self._departures = self._departures, []
         for cycle, departure in departures:
             if not cycle.response_complete:
-                departure.depart()
+                departure.fire()
 
     def _responding(self) -> bool:
         """Whether a request's response is still to be finished; the head of a request
