@@ -26,7 +26,7 @@ pytestmark = pytest.mark.e2e
 MODEL = "scripted-1"
 PAGES = ("The treaty was signed in 1648.", "The river is 42 km long.")
 NODE_DIR = Path(__file__).with_name("node")
-TS_PACKAGES = {"@anthropic-ai/sdk": "1.14.0", "anthropic-sdk-0": "0.120.0"}
+TS_PACKAGES = {"@anthropic-ai/sdk": "1.15.0", "anthropic-sdk-0": "0.120.0"}
 
 
 @pytest.fixture(scope="module")

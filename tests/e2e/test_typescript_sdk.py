@@ -17,7 +17,7 @@ pytestmark = pytest.mark.e2e
 
 NODE_DIR = Path(__file__).with_name("node")
 SCRIPT = NODE_DIR / "client.mjs"
-PACKAGES = {"@anthropic-ai/sdk": "1.14.0", "anthropic-sdk-0": "0.120.0"}
+PACKAGES = {"@anthropic-ai/sdk": "1.15.0", "anthropic-sdk-0": "0.120.0"}
 
 
 def run_node(server: ParleyProcess, package: str, *args: str) -> dict[str, Any]:

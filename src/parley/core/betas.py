@@ -2,8 +2,8 @@
 
 The real API refuses a value it does not know with a 400 and accepts the ones it
 does, deprecated ones included (they are no-ops once their feature went GA). The
-values below are those the official SDKs name or send themselves (Python 2.14 and
-0.121, TypeScript 1.14 and 0.120: `AnthropicBetaParam`, the credential providers, the
+values below are those the official SDKs name or send themselves (Python 2.15 and
+0.121, TypeScript 1.15 and 0.120: `AnthropicBetaParam`, the credential providers, the
 stream helpers), and those Claude Code sends. A value here is accepted; what it
 turns on is decided per field (`BETA_FIELDS`).
 """
@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from parley.errors import InvalidRequestError
 
-# `AnthropicBetaParam` of the SDKs (identical in Python 2.14/0.121 and TypeScript 1.14).
+# `AnthropicBetaParam` of the SDKs (identical in Python 2.15/0.121 and TypeScript 1.15).
 SDK_BETAS = frozenset(
     {
         "computer-use-2024-10-22",
