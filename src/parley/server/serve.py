@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import gc
 import logging
 import signal
@@ -92,7 +93,10 @@ class _Server(uvicorn.Server):
         if not self.started:
             self.should_exit = True
         else:
-            self._loop.call_soon_threadsafe(self._on_signal)
+            # A fresh context: a handler runs inside whatever code the signal
+            # interrupted, often a request's task, whose id the drain's log lines
+            # would otherwise carry.
+            self._loop.call_soon_threadsafe(self._on_signal, context=contextvars.Context())
 
     def _on_signal(self) -> None:
         if self._drain is None:
