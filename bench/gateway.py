@@ -284,7 +284,7 @@ class PassthroughProcess:
 
 
 def workers_flag_supported() -> bool:
-    """Whether this `parley serve` takes --workers (issue 14 adds it)."""
+    """Whether this `parley serve` takes --workers (older revisions do not)."""
     out = subprocess.run(
         [sys.executable, "-m", "parley", "serve", "--help"],
         capture_output=True,

@@ -1,7 +1,7 @@
 """Keys, limits and usage through real `parley serve` processes sharing a real
 PostgreSQL and Redis: the official SDK's view of a 429 (with and without retries),
 two replicas enforcing one limit and one revocation, usage after a cut-off
-stream, and logs free of secrets (issue 3; api-spec §13, §15)."""
+stream, and logs free of secrets (api-spec §13, §15)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Admin API: API keys and the messages usage report, in-process (issue 3)."""
+"""Admin API: API keys and the messages usage report, in-process."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Two upstream processes behind one model; one is killed during a run. No client sees
-an error for a request whose reply had not started streaming (issue 7, routing)."""
+an error for a request whose reply had not started streaming (routing)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Admin API: API keys and the messages usage report (`/v1/organizations/...`).
 
-Only admin keys may call these, and admin keys may call nothing else (issue 3,
-as with the real API's admin keys).
+Only admin keys may call these, and admin keys may call nothing else, as
+with the real API's admin keys.
 """
 
 from __future__ import annotations
