@@ -115,7 +115,8 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         # The current response.
         self._headers: dict[str, str] = {}
-        self._head: asyncio.Future[Response] | None = None
+        self._response: Response | None = None
+        self._head_timer: asyncio.TimerHandle | None = None
         self._got_bytes = False
         self._body: deque[bytes] = deque()
         self._buffered = 0
@@ -129,22 +130,11 @@ class _Connection(asyncio.Protocol):
 
     # -- the request --------------------------------------------------------------------
 
-    async def exchange(self, request: bytes) -> Response:
-        """Send `request`; its response once the head has arrived. A failure, a
-        timeout or a cancellation while waiting closes the connection."""
-        head = self._send(request)
-        timer = self.loop.call_later(self._timeout, _head_timed_out, head)
-        try:
-            return await head
-        except BaseException:
-            self.close()
-            raise
-        finally:
-            timer.cancel()
-
-    def _send(self, request: bytes) -> asyncio.Future[Response]:
-        assert self._transport is not None
+    def send(self, request: bytes) -> None:
+        """Write `request`; its head is awaited with `head()`. The read timeout runs
+        from here, whether or not anything waits for the head."""
         self._headers = {}
+        self._response = None
         self._got_bytes = False
         self._body.clear()
         self._buffered = 0
@@ -152,9 +142,33 @@ class _Connection(asyncio.Protocol):
         self._keep_alive = False
         self._framed = False
         self._error = None
-        head = self._head = self.loop.create_future()
+        if self._closed or self._transport is None:
+            self._error = ConnectionBroken("the upstream closed the connection")
+            return
+        self._head_timer = self.loop.call_later(self._timeout, self._head_timed_out)
         self._transport.write(request)
-        return head
+
+    async def head(self, wait: float | None) -> Response | None:
+        """The response once its head has arrived; None if `wait` seconds pass first
+        (the request goes on, and its head can be waited for again)."""
+        if self._response is None and self._error is None:
+            waiter = self._waiter = self.loop.create_future()
+            timer = None if wait is None else self.loop.call_later(wait, _stop_waiting, waiter)
+            try:
+                await waiter
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                self._waiter = None
+        if self._error is not None:
+            raise self._error
+        return self._response
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._response is None:
+            self._fail(ReadTimeout("no answer from the upstream in time"))
+            self.close()
 
     def reuse(self) -> None:
         self._reused = True
@@ -170,6 +184,9 @@ class _Connection(asyncio.Protocol):
             self.close()
 
     def close(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         if not self._closed:
             self._closed = True
             if self._transport is not None:
@@ -229,10 +246,9 @@ class _Connection(asyncio.Protocol):
         self._pool.forget(self)
         if self._complete:
             return
-        head = self._head
-        if head is not None and not head.done() and not self._got_bytes and self._reused:
+        if self._response is None and not self._got_bytes and self._reused:
             self._fail(_Reused("the kept-alive connection was closed"))
-        elif head is not None and head.done() and not self._framed:
+        elif self._response is not None and not self._framed:
             # A body delimited by the connection's end (no length, not chunked).
             self._complete = True
             self._wake()
@@ -243,9 +259,6 @@ class _Connection(asyncio.Protocol):
     def _fail(self, error: TransportError) -> None:
         if self._error is None:
             self._error = error
-        head = self._head
-        if head is not None and not head.done():
-            head.set_exception(error)
         self._wake()
 
     # -- httptools' callbacks ---------------------------------------------------------
@@ -261,9 +274,11 @@ class _Connection(asyncio.Protocol):
         self._framed = "content-length" in headers or "chunked" in headers.get(
             "transfer-encoding", ""
         )
-        head = self._head
-        if head is not None and not head.done():
-            head.set_result(Response(self, self._parser.get_status_code(), headers))
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        self._response = Response(self, self._parser.get_status_code(), headers)
+        self._wake()
 
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
@@ -402,21 +417,22 @@ class HTTPClient:
             pool = self._pool = self._new_pool(loop)
         return pool
 
-    async def post(self, path: str, body: bytes, content_type: str) -> Response:
-        """Send the request and wait for the response's head (not its body)."""
+    async def send(self, path: str, body: bytes, content_type: str) -> Exchange:
+        """Send the request (connecting first if no idle connection is at hand); its
+        response is awaited with the exchange's `head()`."""
         request = (
             f"POST {self._prefix}{path} HTTP/1.1\r\n{self._head}"
             f"content-type: {content_type}\r\ncontent-length: {len(body)}\r\n\r\n"
         ).encode("latin-1") + body
         pool = self._current()
-        connection = pool.take()
-        if connection is not None:
-            try:
-                return await connection.exchange(request)
-            except _Reused:
-                pass  # the request never reached the upstream: once more, on a new one
-        connection = await pool.connect()
-        return await connection.exchange(request)
+        connection = pool.take() or await pool.connect()
+        connection.send(request)
+        return Exchange(pool, connection, request)
+
+    async def post(self, path: str, body: bytes, content_type: str) -> Response:
+        """Send the request and wait for the response's head (not its body)."""
+        exchange = await self.send(path, body, content_type)
+        return await exchange.response()
 
     async def aclose(self) -> None:
         pool, self._pool = self._pool, None
@@ -425,6 +441,50 @@ class HTTPClient:
             pool.close()
 
 
-def _head_timed_out(head: asyncio.Future[Response]) -> None:
-    if not head.done():
-        head.set_exception(ReadTimeout("no answer from the upstream in time"))
+class Exchange:
+    """A request sent, until its response's head is handed over. Waiting for the head
+    is done in the caller's own task, and may stop and start again: the request goes
+    on in between (only its connection's read timeout runs)."""
+
+    def __init__(self, pool: _Pool, connection: _Connection, request: bytes) -> None:
+        self._pool = pool
+        self._connection: _Connection | None = connection
+        self._request = request
+
+    async def head(self, wait: float | None) -> Response | None:
+        """The response once its head has arrived; None if `wait` seconds pass first.
+        A failure or a cancellation while waiting closes the connection."""
+        connection = self._connection
+        if connection is None:
+            raise ConnectionBroken("the exchange is closed")
+        try:
+            try:
+                response = await connection.head(wait)
+            except _Reused:
+                # The request never reached the upstream: once more, on a new one.
+                connection = self._connection = await self._pool.connect()
+                connection.send(self._request)
+                response = await connection.head(wait)
+        except BaseException:
+            self.close()
+            raise
+        if response is not None:
+            self._connection = None  # the response owns it now
+        return response
+
+    async def response(self) -> Response:
+        """The response, however long its head takes (within the read timeout)."""
+        response = await self.head(None)
+        assert response is not None
+        return response
+
+    def close(self) -> None:
+        """Drop the request if its head was not handed over."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+
+def _stop_waiting(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

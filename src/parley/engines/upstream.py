@@ -28,14 +28,14 @@ from parley.core.generation import (
     GenerationRequest,
 )
 from parley.engines.base import Engine, Generation, PreparedGeneration
-from parley.engines.http_client import HTTPClient
+from parley.engines.http_client import HTTPClient, Response
 from parley.engines.token_estimates import estimate_input_tokens
 from parley.engines.upstream_errors import transport_error
 from parley.engines.upstream_http import (
     CLAIM_TIMEOUT,
     OpenStream,
     UpstreamCall,
-    open_stream,
+    open_response,
     upstream_client,
 )
 from parley.errors import APIError
@@ -105,7 +105,11 @@ class UpstreamEngine(Engine[UpstreamRequest]):
             return Generation(await self.count_tokens(prepared.request), _nothing())
         path = planned.path or self.path
         call = UpstreamCall(
-            lambda: self._open(path, body),
+            self._generations,
+            path,
+            body,
+            upstream=self.name,
+            opened=self._opened,
             header_wait=self._header_wait,
             claim_timeout=self._claim_timeout,
         )
@@ -118,10 +122,8 @@ class UpstreamEngine(Engine[UpstreamRequest]):
             self.opened_cache(opened),
         )
 
-    async def _open(self, path: str, body: dict[str, Any]) -> OpenStream:
-        stream = await open_stream(
-            self._generations, path, body, upstream=self.name, error_from=self.error_from
-        )
+    async def _opened(self, response: Response) -> OpenStream:
+        stream = await open_response(response, upstream=self.name, error_from=self.error_from)
         try:
             await self.on_open(stream)
         except BaseException:

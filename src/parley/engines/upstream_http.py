@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 import httpx
 from pydantic_core import from_json, to_json
 
-from parley.engines.http_client import HTTPClient, Response, TransportError
+from parley.engines.http_client import Exchange, HTTPClient, Response, TransportError
 from parley.engines.upstream_errors import transport_error
 from parley.errors import APIError, InternalServerError
 
@@ -183,20 +183,10 @@ class OpenStream:
 ErrorReader = Callable[[int, bytes, Mapping[str, str]], APIError]
 
 
-async def open_stream(
-    client: HTTPClient,
-    path: str,
-    body: dict[str, Any],
-    *,
-    upstream: str,
-    error_from: ErrorReader,
+async def open_response(
+    response: Response, *, upstream: str, error_from: ErrorReader
 ) -> OpenStream:
-    try:
-        # Compact UTF-8 JSON, as json.dumps(separators=(",", ":"), ensure_ascii=False)
-        # writes it, in a seventh of its time.
-        response = await client.post(path, to_json(body), "application/json")
-    except TransportError as exc:
-        raise transport_error(exc, upstream=upstream) from exc
+    """The response, if its status is a success; its error, raised, if not."""
     if response.status < 400:
         return OpenStream(response, upstream=upstream)
     try:
@@ -210,17 +200,41 @@ async def open_stream(
     raise error_from(response.status, raw, response.headers)
 
 
-Opener = Callable[[], Coroutine[Any, Any, OpenStream]]
+# What an upstream call does with its response's head: the open stream, or its error
+# raised; the response is closed on a failure.
+Opened = Callable[[Response], Coroutine[Any, Any, OpenStream]]
 
 
 class UpstreamCall:
-    """One upstream request: opened by `start()` in prepare, claimed by `generate()`."""
+    """One upstream request: opened by `start()` in prepare, claimed by `generate()`.
 
-    def __init__(self, opener: Opener, *, header_wait: float, claim_timeout: float) -> None:
-        self._opener = opener
+    Everything runs in the caller's task, with no task of its own: it is on every
+    message's path. The request is sent (connecting within the connect timeout), its
+    head waited for up to `header_wait` and, if it has not come by then, waited for
+    again by `claim()`; the request goes on in between, watched by its connection's
+    read timeout. What follows the head before the stream is open (an error's body,
+    the Anthropic engine's `message_start`) is read at once."""
+
+    def __init__(
+        self,
+        client: HTTPClient,
+        path: str,
+        body: dict[str, Any],
+        *,
+        upstream: str,
+        opened: Opened,
+        header_wait: float,
+        claim_timeout: float,
+    ) -> None:
+        self._client = client
+        self._path = path
+        self._body = body
+        self._upstream = upstream
+        self._opened = opened
         self._header_wait = header_wait
         self._claim_timeout = claim_timeout
-        self._task: asyncio.Task[OpenStream] | None = None
+        self._exchange: Exchange | None = None
+        self._stream: OpenStream | None = None
         self._timer: asyncio.TimerHandle | None = None
 
     async def start(self) -> OpenStream | None:
@@ -228,68 +242,68 @@ class UpstreamCall:
 
         Returns the open stream, or None when the upstream has not answered yet (the
         request goes on; `claim()` waits for it)."""
-        loop = asyncio.get_running_loop()
-        task = self._task = loop.create_task(self._opener())
-        # One future and one timer: what `asyncio.wait` does with sets and callbacks
-        # of its own, on every message's path.
-        waited = loop.create_future()
-
-        def wake(_: object = None) -> None:
-            if not waited.done():
-                waited.set_result(None)
-
-        task.add_done_callback(wake)
-        timer = loop.call_later(self._header_wait, wake)
         try:
-            await waited
-        except asyncio.CancelledError:
+            await self._send()
+            await self._head(self._header_wait)
+        except BaseException:
             self.discard()
             raise
-        finally:
-            timer.cancel()
-            task.remove_done_callback(wake)
-        if task.done() and task.exception() is not None:
-            self._task = None
-            raise task.exception()  # type: ignore[misc]
-        self._timer = loop.call_later(self._claim_timeout, self._unclaimed)
-        return task.result() if task.done() else None
+        self._timer = asyncio.get_running_loop().call_later(self._claim_timeout, self._unclaimed)
+        return self._stream
 
     async def claim(self) -> OpenStream:
         """The open stream; the caller now owns it and must `aclose()` it."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        task, self._task = self._task, None
-        if task is None:  # never started, or closed while unclaimed: open it now
-            task = asyncio.ensure_future(self._opener())
         try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            _close_when_done(task)
+            if self._stream is None:
+                if self._exchange is None:
+                    # Never started, or closed while unclaimed: open it now.
+                    await self._send()
+                await self._head(None)
+        except BaseException:
+            self.discard()
             raise
+        stream, self._stream = self._stream, None
+        assert stream is not None
+        return stream
 
     def discard(self) -> None:
         """Close the request without reading it (it will not be generated)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        task, self._task = self._task, None
-        if task is not None:
-            _close_when_done(task)
+        exchange, self._exchange = self._exchange, None
+        if exchange is not None:
+            exchange.close()
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.close()
+
+    async def _send(self) -> None:
+        try:
+            # Compact UTF-8 JSON, as json.dumps(separators=(",", ":"), ensure_ascii=False)
+            # writes it, in a seventh of its time.
+            self._exchange = await self._client.send(
+                self._path, to_json(self._body), "application/json"
+            )
+        except TransportError as exc:
+            raise transport_error(exc, upstream=self._upstream) from exc
+
+    async def _head(self, wait: float | None) -> None:
+        exchange = self._exchange
+        assert exchange is not None
+        try:
+            response = await exchange.head(wait)
+        except TransportError as exc:
+            self._exchange = None
+            raise transport_error(exc, upstream=self._upstream) from exc
+        if response is not None:
+            self._exchange = None
+            self._stream = await self._opened(response)
 
     def _unclaimed(self) -> None:
         self._timer = None
         log.info("closing an upstream response that no generation claimed")
         self.discard()
-
-
-def _close_when_done(task: asyncio.Task[OpenStream]) -> None:
-    if not task.done():
-        task.cancel()
-
-    def closed(done: asyncio.Task[OpenStream]) -> None:
-        if done.cancelled() or done.exception() is not None:
-            return
-        done.result().close()
-
-    task.add_done_callback(closed)

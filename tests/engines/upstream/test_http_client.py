@@ -232,6 +232,72 @@ async def test_closing_an_unfinished_response_drops_its_connection() -> None:
             await http.aclose()
 
 
+async def test_a_head_waited_for_in_turns_arrives_whole_on_the_same_connection() -> None:
+    # Waiting for the head stops and starts again (Parley's response starts in
+    # between); the request goes on, and its connection is kept for the next one.
+    answer = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            await answer.wait()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    async with raw_server(handler) as (url, writers):
+        http = client(url)
+        try:
+            exchange = await http.send("x", b"{}", "application/json")
+            assert await exchange.head(0.05) is None
+            assert await exchange.head(0.05) is None
+            answer.set()
+            response = await exchange.head(5)
+            assert response is not None
+            assert await response.read() == b"ok"
+            again = await http.post("x", b"{}", "application/json")
+            assert await again.read() == b"ok"
+        finally:
+            await http.aclose()
+    assert len(writers) == 1
+
+
+async def test_silence_with_nobody_waiting_is_still_a_timeout() -> None:
+    # The read timeout runs from the request's sending, waited for or not.
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await reader.read(1)
+
+    async with raw_server(handler) as (url, _):
+        http = client(url, read_timeout=0.1)
+        try:
+            exchange = await http.send("x", b"{}", "application/json")
+            await asyncio.sleep(0.3)
+            with pytest.raises(ReadTimeout):
+                await exchange.head(5)
+        finally:
+            await http.aclose()
+
+
+async def test_an_exchange_closed_before_its_head_drops_the_request() -> None:
+    gone = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        if await reader.read(1) == b"":
+            gone.set()
+
+    async with raw_server(handler) as (url, _):
+        http = client(url)
+        try:
+            exchange = await http.send("x", b"{}", "application/json")
+            assert await exchange.head(0.01) is None
+            exchange.close()
+            await asyncio.wait_for(gone.wait(), 5)
+            with pytest.raises(ConnectionBroken):
+                await exchange.head(1)
+        finally:
+            await http.aclose()
+
+
 async def test_a_reader_slower_than_the_upstream_holds_the_upstream_back() -> None:
     # More than the client buffers: the server's writes block until the body is read.
     piece = b"x" * 65536
