@@ -43,7 +43,7 @@ from parley.store.keys import KeyStore
 from parley.store.threads import ThreadStore
 from parley.store.usage import UsageStore
 from parley.store.usage_recorder import UsageRecorder
-from parley.telemetry.metrics import Metrics, PrometheusMetrics
+from parley.telemetry.metrics import SHARED_DIR_ENV, Metrics, PrometheusMetrics
 from parley.telemetry.tracing import Tracing
 
 
@@ -88,7 +88,11 @@ async def start_services(
 ) -> Services:
     """`tracing`: spans go there instead of to `settings.otlp_endpoint` (tests)."""
     async with AsyncExitStack() as stack:
-        metrics = PrometheusMetrics() if settings.metrics != "off" else Metrics()
+        metrics = (
+            PrometheusMetrics(os.environ.get(SHARED_DIR_ENV) or None)
+            if settings.metrics != "off"
+            else Metrics()
+        )
         if tracing is None:
             tracing = Tracing.from_endpoint(settings.otlp_endpoint)
         # Last to go: spans of the shutdown itself are exported too (off the loop: an
@@ -123,6 +127,8 @@ async def start_services(
         metrics.watch(registry)
         stack.push_async_callback(registry.aclose)
         await registry.start()
+        metrics.start()
+        stack.push_async_callback(metrics.aclose)
         changes = key_changes(database)
         await changes.start()
         stack.push_async_callback(changes.aclose)

@@ -16,6 +16,7 @@ from parley.store.database import open_database
 from parley.store.usage import UsageStore
 from tests.conftest import SCRIPTED_CONFIG, SCRIPTED_MODEL
 from tests.serverproc import ParleyProcess
+from tests.telemetry.scrape import Scrape
 
 pytestmark = pytest.mark.e2e
 
@@ -89,3 +90,66 @@ def test_workers_share_the_port_and_the_store(tmp_path: Path) -> None:
     # Each worker wrote its usage before it stopped (the killed one lost at most its
     # last flush interval: it had served nothing since the previous flush).
     assert asyncio.run(requests_recorded()) >= 40
+
+
+async def scrape_fresh(server: ParleyProcess) -> Scrape:
+    """One scrape on a connection of its own: the kernel picks the worker that answers."""
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        response = await http.get("/metrics")
+    assert response.status_code == 200, response.text
+    return Scrape(response.text)
+
+
+async def send_apart(server: ParleyProcess, count: int) -> None:
+    """`count` messages, each on a connection of its own (spread over the workers)."""
+    headers = {"x-api-key": server.api_key, "anthropic-version": "2023-06-01"}
+    body = {
+        "model": SCRIPTED_MODEL,
+        "max_tokens": 5,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    for _ in range(count):
+        async with httpx.AsyncClient(base_url=server.base_url, headers=headers) as http:
+            assert (await http.post("/v1/messages", json=body)).status_code == 200
+
+
+def test_a_scrape_of_any_worker_reports_every_worker(tmp_path: Path) -> None:
+    server = ParleyProcess(tmp_path / "data", config=SCRIPTED_CONFIG, args=["--workers", "2"])
+    server.start()
+    try:
+        asyncio.run(send_apart(server, 20))
+        workers = set(workers_of(server))
+        for _ in range(6):
+            scraped = asyncio.run(scrape_fresh(server))
+            # Counts are summed over the workers, whichever answered.
+            assert scraped.total("parley_http_requests_total", route="/v1/messages") == 20
+            assert scraped.total("parley_tokens_total", type="output") > 0
+            # State: slots summed (two per worker), readiness one series per worker.
+            assert scraped.get("parley_engine_slots", model=SCRIPTED_MODEL) == 4
+            ready = {
+                int(s.labels["pid"]): s.value
+                for s in scraped.samples
+                if s.name == "parley_model_ready"
+            }
+            assert ready == dict.fromkeys(workers, 1.0)
+            assert scraped.get("process_cpu_seconds_total") > 0
+            assert scraped.get("parley_http_requests_in_flight") >= 1  # this scrape
+
+        # A worker that dies: its state leaves the scrape, its counts stay.
+        killed = sorted(workers)[0]
+        os.kill(killed, signal.SIGKILL)
+        wait_for(lambda: len(workers_of(server)) == 2 and killed not in workers_of(server))
+        now = set(workers_of(server))
+
+        def current() -> bool:
+            scraped = asyncio.run(scrape_fresh(server))
+            pids = {int(s.labels["pid"]) for s in scraped.samples if s.name == "parley_model_ready"}
+            return pids == now
+
+        wait_for(current, timeout=30)
+        scraped = asyncio.run(scrape_fresh(server))
+        assert scraped.total("parley_http_requests_total", route="/v1/messages") == 20
+        assert scraped.get("parley_engine_slots", model=SCRIPTED_MODEL) == 4
+    finally:
+        server.stop()
+    assert "Traceback" not in server.logs()

@@ -11,11 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import ProcessCollector
 
 import parley
 from parley.config import ModelConfig, Tier
 from parley.server.app import create_app
 from parley.services import start_services
+from parley.telemetry.metrics import SHARED_GAUGE_MODES, _StateCollector
 from tests.conftest import SCRIPTED_MODEL, old_sdk_headers, running_app, scripted_settings
 from tests.engines.upstream.fake_openai import FakeState, serve_asgi, serving
 from tests.telemetry.scrape import Scrape, scrape
@@ -347,3 +349,11 @@ async def test_openmetrics_when_the_scraper_asks_for_it(tmp_path: Path) -> None:
     assert response.headers["content-type"].startswith("application/openmetrics-text")
     assert response.text.endswith("# EOF\n")
     assert "parley_http_requests_total{" in response.text
+
+
+def test_every_state_gauge_says_how_workers_add_up() -> None:
+    # Under --workers, state a family has no mode for would be left out of the scrape.
+    families = [*_StateCollector().engine_families(), *ProcessCollector(registry=None).collect()]
+    assert families
+    for family in families:
+        assert family.type == "counter" or family.name in SHARED_GAUGE_MODES, family.name

@@ -22,8 +22,10 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
 import signal
 import socket
+import tempfile
 import time
 from multiprocessing.connection import wait
 from multiprocessing.context import SpawnProcess
@@ -40,6 +42,7 @@ from parley.server.serve import (
     setup_logging,
 )
 from parley.services import Services
+from parley.telemetry.metrics import SHARED_DIR_ENV, forget_worker
 
 log = logging.getLogger("parley")
 
@@ -70,17 +73,22 @@ def run_workers(settings: Settings) -> None:
             "%d workers without redis_url: each enforces rate limits on its own share",
             settings.workers,
         )
-    ready: Queue[int] = _CONTEXT.Queue()
-    supervisor = _Supervisor(settings, ready)
-    supervisor.start_all()
-    if not supervisor.wait_ready():
-        supervisor.stop()
-        raise SystemExit("a worker failed to start (see its log above)")
-    if created is not None:
-        print_bootstrap_key(url, created)
-    models = ", ".join(m.id for m in settings.effective_models())
-    log.info("Parley ready on %s (models: %s; %d workers)", url, models, settings.workers)
-    supervisor.supervise()
+    # Where every worker keeps its metrics, so that a scrape of any reports them all
+    # (telemetry/metrics.py); set before the workers start, whose prometheus_client
+    # reads it on import.
+    with tempfile.TemporaryDirectory(prefix="parley-metrics-") as shared:
+        os.environ[SHARED_DIR_ENV] = shared
+        ready: Queue[int] = _CONTEXT.Queue()
+        supervisor = _Supervisor(settings, ready)
+        supervisor.start_all()
+        if not supervisor.wait_ready():
+            supervisor.stop()
+            raise SystemExit("a worker failed to start (see its log above)")
+        if created is not None:
+            print_bootstrap_key(url, created)
+        models = ", ".join(m.id for m in settings.effective_models())
+        log.info("Parley ready on %s (models: %s; %d workers)", url, models, settings.workers)
+        supervisor.supervise()
 
 
 class _Supervisor:
@@ -126,6 +134,8 @@ class _Supervisor:
                 if self._stopping:
                     break
                 log.error("worker %d exited (code %s)", index, process.exitcode)
+                if process.pid is not None:
+                    forget_worker(process.pid)
                 if time.monotonic() - started < _MIN_LIFETIME:
                     time.sleep(_MIN_LIFETIME)
                 self._start(index)

@@ -14,12 +14,25 @@ Two kinds:
 `Metrics` itself records nothing (`metrics = "off"`); `PrometheusMetrics` does.
 Labels never carry a key, a request id or a name the client made up: a model is
 the id it resolved to, a route is the path template.
+
+Under `parley serve --workers N` a scrape reaches one worker, whichever the kernel
+hands the connection to, and must report them all: the parent sets
+`PROMETHEUS_MULTIPROC_DIR`, and prometheus_client's multiprocess mode keeps every
+worker's values in files there, which a scrape of any worker adds up (counters and
+histograms summed, a dead worker's included, so they never go back). Engine and
+process state, read at scrape time in one process, is copied into those files by
+each worker every `STATE_REFRESH` seconds and at each of its scrapes: summed where
+a sum means something (slots, queues, memory, CPU), else one series per worker
+(`pid`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from prometheus_client import (
     CollectorRegistry,
@@ -33,6 +46,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
 from parley import __version__
@@ -43,7 +57,38 @@ if TYPE_CHECKING:
     from parley.protocol.responses import Usage
     from parley.store.batch_records import BatchProgress
 
-__all__ = ["Metrics", "PrometheusMetrics"]
+__all__ = ["SHARED_DIR_ENV", "Metrics", "PrometheusMetrics", "forget_worker"]
+
+# prometheus_client's own switch to its multiprocess mode, read when it is imported.
+SHARED_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Seconds between copies of a worker's state into the shared files.
+STATE_REFRESH = 1.0
+# How the workers' copies of each state gauge make one value in a scrape
+# (prometheus_client's multiprocess modes; "live" leaves out workers that died).
+# A state counter (a count since the process started) is added up as counters are.
+SharedMode = Literal["liveall", "livesum", "livemax", "livemin"]
+SHARED_GAUGE_MODES: dict[str, SharedMode] = {
+    "parley_model_ready": "liveall",
+    "parley_engine_slots": "livesum",
+    "parley_engine_slots_busy": "livesum",
+    "parley_engine_queue_depth": "livesum",
+    "parley_backend_up": "liveall",
+    "parley_backend_in_flight": "livesum",
+    "parley_backend_consecutive_failures": "liveall",
+    "process_virtual_memory_bytes": "livesum",
+    "process_resident_memory_bytes": "livesum",
+    "process_open_fds": "livesum",
+    "process_max_fds": "livemax",
+    "process_start_time_seconds": "livemin",
+}
+
+
+def forget_worker(pid: int) -> None:
+    """A worker is gone: its state no longer counts (its counts still do)."""
+    shared = os.environ.get(SHARED_DIR_ENV)
+    if shared:
+        mark_process_dead(pid, shared)  # type: ignore[no-untyped-call]
+
 
 # Request latency runs from a refused request (ms) to a long stream (minutes).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -88,11 +133,18 @@ class Metrics:
         """The scrape's body and content type (OpenMetrics when asked for)."""
         raise RuntimeError("metrics are off")
 
+    def start(self) -> None:
+        """Begin what runs in the background (the shared state's copies)."""
+
+    async def aclose(self) -> None:
+        pass
+
 
 class PrometheusMetrics(Metrics):
     enabled = True
 
-    def __init__(self) -> None:
+    def __init__(self, shared_dir: str | None = None) -> None:
+        """`shared_dir`: the workers' shared folder (`SHARED_DIR_ENV`), if any."""
         # No `_created` series beside every counter and histogram: in the text format
         # they are separate series that dashboards never use. (The switch is global to
         # prometheus_client; nothing else in the process uses it.)
@@ -114,7 +166,10 @@ class PrometheusMetrics(Metrics):
             registry=r,
         )
         self._in_flight = Gauge(
-            "parley_http_requests_in_flight", "HTTP requests being handled now.", registry=r
+            "parley_http_requests_in_flight",
+            "HTTP requests being handled now.",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self._ttft = Histogram(
             "parley_time_to_first_token_seconds",
@@ -144,11 +199,24 @@ class PrometheusMetrics(Metrics):
             ["limit", "model"],
             registry=r,
         )
-        Info("parley_build", "The running Parley.", registry=r).info({"version": __version__})
-        ProcessCollector(registry=r)
-        PlatformCollector(registry=r)
         self._state = _StateCollector()
-        r.register(self._state)
+        self._shared: _SharedState | None = None
+        self._refresher: asyncio.Task[None] | None = None
+        if shared_dir is None:
+            self._exposed = r
+            r.register(self._state)
+            ProcessCollector(registry=r)
+        else:
+            # What a scrape reports: every worker's values from the shared files; the
+            # store's batch counts and the build, the same in every worker, from this one.
+            self._exposed = CollectorRegistry()
+            MultiProcessCollector(self._exposed, shared_dir)  # type: ignore[no-untyped-call]
+            self._exposed.register(_BatchCollector(self._state))
+            self._shared = _SharedState(self._state, ProcessCollector(registry=None))
+        Info("parley_build", "The running Parley.", registry=self._exposed).info(
+            {"version": __version__}
+        )
+        PlatformCollector(registry=self._exposed)
         # Pre-bound children, found by a tuple of the label values as given.
         self._http: dict[tuple[str, str, int, str], tuple[Any, Any]] = {}
         self._ttfts: dict[str, Any] = {}
@@ -210,11 +278,26 @@ class PrometheusMetrics(Metrics):
         self._state.models = models
 
     def set_batch_progress(self, progress: BatchProgress | None) -> None:
-        self._state.batches = progress
+        self._state.progress = progress
 
     def exposition(self, accept: str | None) -> tuple[bytes, str]:
+        if self._shared is not None:
+            self._shared.copy()
         encoder, content_type = choose_encoder(accept or "")
-        return encoder(self.registry), content_type
+        return encoder(self._exposed), content_type
+
+    def start(self) -> None:
+        if self._shared is not None and self._refresher is None:
+            self._refresher = asyncio.get_running_loop().create_task(
+                self._shared.keep_copying(), name="metrics-state"
+            )
+
+    async def aclose(self) -> None:
+        refresher, self._refresher = self._refresher, None
+        if refresher is not None:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
 
 
 class _StateCollector(Collector):
@@ -222,13 +305,13 @@ class _StateCollector(Collector):
 
     def __init__(self) -> None:
         self.models: ModelRegistry | None = None
-        self.batches: BatchProgress | None = None
+        self.progress: BatchProgress | None = None
 
     def collect(self) -> Iterable[Metric]:
-        yield from self._engines()
-        yield from self._batches()
+        yield from self.engine_families()
+        yield from self.batch_families()
 
-    def _engines(self) -> Iterable[Metric]:
+    def engine_families(self) -> Iterable[Metric]:
         ready = GaugeMetricFamily(
             "parley_model_ready",
             "1 when the model's engine takes requests (a router: a backend in rotation).",
@@ -289,8 +372,9 @@ class _StateCollector(Collector):
                     ejections.add_metric(labels, backend.ejections)
         yield from (ready, slots, busy, queued, up, in_flight, failures, ejections)
 
-    def _batches(self) -> Iterable[Metric]:
-        if self.batches is None:
+    def batch_families(self) -> Iterable[Metric]:
+        progress = self.progress
+        if progress is None:
             return
         batches = GaugeMetricFamily(
             "parley_batches",
@@ -298,13 +382,76 @@ class _StateCollector(Collector):
             labels=["status"],
         )
         for status in BATCH_STATUSES:
-            batches.add_metric([status], self.batches.batches.get(status, 0))
+            batches.add_metric([status], progress.batches.get(status, 0))
         requests = GaugeMetricFamily(
             "parley_batch_requests",
             "Requests of the batches still in progress or canceling, by state.",
             labels=["state"],
         )
         for state in REQUEST_STATES:
-            requests.add_metric([state], self.batches.requests.get(state, 0))
+            requests.add_metric([state], progress.requests.get(state, 0))
         yield batches
         yield requests
+
+
+class _BatchCollector(Collector):
+    """The store's batch counts alone (the workers share the store)."""
+
+    def __init__(self, state: _StateCollector) -> None:
+        self._state = state
+
+    def collect(self) -> Iterable[Metric]:
+        return self._state.batch_families()
+
+
+class _SharedState:
+    """One worker's engine and process state, copied into the shared files as gauges
+    (`SHARED_GAUGE_MODES`) and counters (added to by what they grew since the last
+    copy), where a scrape of any worker finds it."""
+
+    def __init__(self, state: _StateCollector, process: ProcessCollector) -> None:
+        self._state = state
+        self._process = process
+        self._gauges: dict[str, Gauge] = {}
+        self._counters: dict[str, Counter] = {}
+        self._counted: dict[tuple[str, tuple[str, ...]], float] = {}
+
+    async def keep_copying(self) -> None:
+        while True:
+            self.copy()
+            await asyncio.sleep(STATE_REFRESH)
+
+    def copy(self) -> None:
+        for family in [*self._state.engine_families(), *self._process.collect()]:
+            if family.type == "counter":
+                self._count(family)
+            elif family.name in SHARED_GAUGE_MODES:
+                self._set(family)
+
+    def _set(self, family: Metric) -> None:
+        for sample in family.samples:
+            gauge = self._gauges.get(family.name)
+            if gauge is None:
+                gauge = self._gauges[family.name] = Gauge(
+                    family.name,
+                    family.documentation,
+                    list(sample.labels),
+                    registry=None,
+                    multiprocess_mode=SHARED_GAUGE_MODES[family.name],
+                )
+            (gauge.labels(**sample.labels) if sample.labels else gauge).set(sample.value)
+
+    def _count(self, family: Metric) -> None:
+        for sample in family.samples:
+            if not sample.name.endswith("_total"):
+                continue
+            counter = self._counters.get(family.name)
+            if counter is None:
+                counter = self._counters[family.name] = Counter(
+                    family.name, family.documentation, list(sample.labels), registry=None
+                )
+            key = (family.name, tuple(sample.labels.values()))
+            grown = sample.value - self._counted.get(key, 0.0)
+            if grown > 0:
+                (counter.labels(**sample.labels) if sample.labels else counter).inc(grown)
+                self._counted[key] = sample.value
