@@ -187,6 +187,7 @@ class AnthropicUpstreamEngine(UpstreamEngine):
                     input_tokens = usage["input_tokens"]
                 cache = cache_usage(usage) or cache
             elif kind == "message_stop":
+                stream.ended = True
                 break
             elif kind == "error":
                 raise self._event_error(data)

@@ -40,6 +40,9 @@ import httptools
 
 # Bytes of a response body waiting unread before the connection stops reading.
 _HIGH_WATER = 256 * 1024
+# Seconds a response released at its logical end may take to end on the wire (the
+# last chunk of a chunked body, sent apart) before its connection is closed.
+END_GRACE = 1.0
 # Seconds a kept-alive connection may idle before it is closed: under the 5 s after
 # which uvicorn (vLLM, SGLang) and llama-server close theirs, so a connection is not
 # reused just as the server closes it.
@@ -96,10 +99,14 @@ class Response:
             pieces.append(piece)
         return b"".join(pieces)
 
-    def close(self) -> None:
+    def close(self, *, ended: bool = False) -> None:
+        """`ended`: the caller has read all the body holds for it (a stream's end
+        marker), and only its framing can be left, which arrives apart at times (a
+        chunked body's last chunk): the connection waits `END_GRACE` for it and goes
+        back to the pool, where it would otherwise be closed."""
         connection, self._connection = self._connection, None
         if connection is not None:
-            connection.release()
+            connection.release(ended=ended)
 
 
 class _Connection(asyncio.Protocol):
@@ -117,6 +124,8 @@ class _Connection(asyncio.Protocol):
         self._headers: dict[str, str] = {}
         self._response: Response | None = None
         self._head_timer: asyncio.TimerHandle | None = None
+        # Set while a released response is read to its end (`release(ended=True)`).
+        self._ending: asyncio.TimerHandle | None = None
         self._got_bytes = False
         self._body: deque[bytes] = deque()
         self._buffered = 0
@@ -173,13 +182,20 @@ class _Connection(asyncio.Protocol):
     def reuse(self) -> None:
         self._reused = True
 
-    def release(self) -> None:
+    def release(self, *, ended: bool = False) -> None:
         """The response is done with: the connection goes back to the pool if its
-        response ended and the upstream keeps it open, or closes."""
+        response ended and the upstream keeps it open, or closes. With `ended`, a
+        response still arriving is read to its end first (what is left of it is
+        dropped), for up to `END_GRACE`."""
         if self._complete and self._keep_alive and not self._closed:
             self._resume()
             self.idle_since = time.monotonic()
             self._pool.put(self)
+        elif ended and not self._complete and not self._closed and self._error is None:
+            self._body.clear()
+            self._buffered = 0
+            self._resume()
+            self._ending = self.loop.call_later(END_GRACE, self.close)
         else:
             self.close()
 
@@ -187,6 +203,9 @@ class _Connection(asyncio.Protocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+        if self._ending is not None:
+            self._ending.cancel()
+            self._ending = None
         if not self._closed:
             self._closed = True
             if self._transport is not None:
@@ -243,6 +262,9 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        if self._ending is not None:
+            self._ending.cancel()
+            self._ending = None
         self._pool.forget(self)
         if self._complete:
             return
@@ -281,6 +303,8 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
+        if self._ending is not None:
+            return  # nobody reads it any more
         self._body.append(body)
         self._buffered += len(body)
         if self._buffered > _HIGH_WATER and not self._paused and self._transport is not None:
@@ -293,6 +317,11 @@ class _Connection(asyncio.Protocol):
         # Asked now: once the message is complete the parser starts over, and answers
         # for the next one.
         self._keep_alive = self._parser.should_keep_alive()
+        if self._ending is not None:
+            self._ending.cancel()
+            self._ending = None
+            self.release()
+            return
         self._wake()
 
 

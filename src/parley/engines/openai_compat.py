@@ -225,6 +225,7 @@ class OpenAICompatEngine(UpstreamEngine):
                 raise
             for out in _text_joined(arrived):
                 yield out
+        stream.ended = done
         yield reader.finished()
 
     async def _whole(

@@ -113,6 +113,9 @@ class OpenStream:
         self.upstream = upstream
         # What the engine read while opening (the Anthropic engine's message_start).
         self.head: dict[str, Any] | None = None
+        # Set by the engine once it has read the reply's end marker ([DONE],
+        # message_stop): closing then keeps the connection for the next request.
+        self.ended = False
         # Whole lines not yet dispatched as events, from `_at` on; the bytes of a
         # line still arriving.
         self._text = ""
@@ -177,7 +180,7 @@ class OpenStream:
             raise InternalServerError("Internal server error") from None
 
     def close(self) -> None:
-        self.response.close()
+        self.response.close(ended=self.ended)
 
 
 ErrorReader = Callable[[int, bytes, Mapping[str, str]], APIError]

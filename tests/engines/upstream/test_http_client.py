@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from parley.engines.http_client import (
+    END_GRACE,
     ConnectFailed,
     ConnectionBroken,
     HTTPClient,
@@ -296,6 +297,48 @@ async def test_an_exchange_closed_before_its_head_drops_the_request() -> None:
                 await exchange.head(1)
         finally:
             await http.aclose()
+
+
+async def test_a_response_released_at_its_end_marker_keeps_its_connection() -> None:
+    # A stream's `[DONE]` and its body's last chunk may come apart: the connection
+    # waits for the latter and is kept. An ending that never comes closes it.
+    rounds: list[str] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head, _ = await read_request(reader)
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\ne\r\ndata: [DONE]\n\n\r\n"
+            )
+            await writer.drain()
+            if b"/never" in head:
+                await reader.read(1)  # the client gives up on the connection
+                return
+            await asyncio.sleep(0.1)
+            writer.write(b"0\r\n\r\n")
+            rounds.append("ended")
+
+    async with raw_server(handler) as (url, writers):
+        http = client(url)
+        try:
+            for _ in range(3):
+                response = await http.post("x", b"{}", "application/json")
+                assert await response.readany() == b"data: [DONE]\n\n"
+                response.close(ended=True)
+                await asyncio.sleep(0.2)  # the last chunk arrives meanwhile
+            assert len(writers) == 1  # one connection, kept each time
+            response = await http.post("never", b"{}", "application/json")
+            assert await response.readany() == b"data: [DONE]\n\n"
+            response.close(ended=True)
+            await asyncio.sleep(END_GRACE + 0.2)
+            again = await http.post("x", b"{}", "application/json")
+            assert await again.readany() == b"data: [DONE]\n\n"
+            again.close(ended=True)
+            await asyncio.sleep(0.2)
+        finally:
+            await http.aclose()
+    assert rounds == ["ended"] * 4
+    assert len(writers) == 2  # the one never ended was closed, not reused
 
 
 async def test_a_reader_slower_than_the_upstream_holds_the_upstream_back() -> None:
