@@ -173,6 +173,12 @@ class _Connection(asyncio.Protocol):
             raise self._error
         return self._response
 
+    def _stop_timers(self) -> None:
+        for timer in (self._head_timer, self._ending):
+            if timer is not None:
+                timer.cancel()
+        self._head_timer = self._ending = None
+
     def _head_timed_out(self) -> None:
         self._head_timer = None
         if self._response is None:
@@ -200,12 +206,7 @@ class _Connection(asyncio.Protocol):
             self.close()
 
     def close(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-        if self._ending is not None:
-            self._ending.cancel()
-            self._ending = None
+        self._stop_timers()
         if not self._closed:
             self._closed = True
             if self._transport is not None:
@@ -262,9 +263,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        if self._ending is not None:
-            self._ending.cancel()
-            self._ending = None
+        self._stop_timers()
         self._pool.forget(self)
         if self._complete:
             return

@@ -300,7 +300,6 @@ class UpstreamCall:
         try:
             response = await exchange.head(wait)
         except TransportError as exc:
-            self._exchange = None
             raise transport_error(exc, upstream=self._upstream) from exc
         if response is not None:
             self._exchange = None
